@@ -1,0 +1,124 @@
+"""The on-disk dataset format: one Parquet row per material.
+
+Units and conventions (shared by ingest, the synthetic generator and the DataModule):
+
+- ``lattice``: 9 float32, the three lattice vectors as rows (a1, a2, a3), in Å.
+- ``positions``: list of [x, y, z] float32, Cartesian coordinates in Å.
+- ``atomic_numbers``: list of uint8, 1 <= Z <= 83.
+- ``eps_re``, ``eps_im``: 2001 float32 each, the direction-averaged interband dielectric
+  function Tr ε_inter(ω)/3 on the grid ``ENERGY_GRID`` (0–20 eV, 0.01 eV steps). The real
+  part includes the vacuum term 1 (so Re ε → 1 far above all transitions). Im ε >= 0.
+- ``drude``: float32, the Drude plasma frequency in eV as the RMS over the three Cartesian
+  components, sqrt((ω_D,x² + ω_D,y² + ω_D,z²)/3).
+- ``e_above_hull``: float32 eV/atom, nullable (null for synthetic data).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+N_ENERGIES = 2001
+E_MIN_EV = 0.0
+E_MAX_EV = 20.0
+ENERGY_GRID = np.linspace(E_MIN_EV, E_MAX_EV, N_ENERGIES)  # eV, step 0.01 eV
+MAX_Z = 83  # Bi
+SPLITS = ("train", "val", "test")
+
+SCHEMA = pa.schema(
+    [
+        pa.field("mat_id", pa.string(), nullable=False),
+        pa.field("formula", pa.string(), nullable=False),
+        pa.field("e_above_hull", pa.float32(), nullable=True),
+        pa.field("lattice", pa.list_(pa.float32(), 9), nullable=False),
+        pa.field("atomic_numbers", pa.list_(pa.uint8()), nullable=False),
+        pa.field("positions", pa.list_(pa.list_(pa.float32(), 3)), nullable=False),
+        pa.field("eps_re", pa.list_(pa.float32(), N_ENERGIES), nullable=False),
+        pa.field("eps_im", pa.list_(pa.float32(), N_ENERGIES), nullable=False),
+        pa.field("drude", pa.float32(), nullable=False),
+    ]
+)
+COLUMNS = tuple(SCHEMA.names)
+STRUCTURE_COLUMNS = ("mat_id", "lattice", "atomic_numbers", "positions")
+
+
+def records_to_table(records: list[dict]) -> pa.Table:
+    """Convert material records (dicts with the schema's keys, numpy arrays allowed) to a table.
+
+    ``lattice`` may be (3, 3) or (9,), ``positions`` (n, 3); spectra (2001,).
+    """
+    cols: dict[str, list] = {name: [] for name in COLUMNS}
+    for r in records:
+        cols["mat_id"].append(str(r["mat_id"]))
+        cols["formula"].append(str(r["formula"]))
+        eah = r.get("e_above_hull")
+        cols["e_above_hull"].append(None if eah is None else float(eah))
+        cols["lattice"].append(np.asarray(r["lattice"], dtype=np.float32).reshape(9))
+        cols["atomic_numbers"].append(np.asarray(r["atomic_numbers"], dtype=np.uint8))
+        cols["positions"].append(np.asarray(r["positions"], dtype=np.float32).reshape(-1, 3))
+        cols["eps_re"].append(np.asarray(r["eps_re"], dtype=np.float32))
+        cols["eps_im"].append(np.asarray(r["eps_im"], dtype=np.float32))
+        cols["drude"].append(float(r["drude"]))
+    arrays = [
+        pa.array(cols["mat_id"], pa.string()),
+        pa.array(cols["formula"], pa.string()),
+        pa.array(cols["e_above_hull"], pa.float32()),
+        _fixed_list(cols["lattice"], 9),
+        pa.array([a.tolist() for a in cols["atomic_numbers"]], pa.list_(pa.uint8())),
+        _positions_array(cols["positions"]),
+        _fixed_list(cols["eps_re"], N_ENERGIES),
+        _fixed_list(cols["eps_im"], N_ENERGIES),
+        pa.array(cols["drude"], pa.float32()),
+    ]
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+def _fixed_list(rows: list[np.ndarray], size: int) -> pa.FixedSizeListArray:
+    flat = np.concatenate(rows).astype(np.float32) if rows else np.zeros(0, np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), size)
+
+
+def _positions_array(rows: list[np.ndarray]) -> pa.ListArray:
+    counts = np.array([len(p) for p in rows], dtype=np.int32)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    flat = np.concatenate(rows).reshape(-1) if rows else np.zeros(0, np.float32)
+    xyz = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), 3)
+    return pa.ListArray.from_arrays(pa.array(offsets), xyz)
+
+
+def table_to_arrays(table: pa.Table) -> dict[str, object]:
+    """Numpy views of a table; ragged columns come back flat with offsets.
+
+    Returns (for the columns present) ``lattice`` (n, 3, 3) Å, ``atomic_numbers`` flat
+    (sum atoms,) with ``atom_offsets`` (n + 1,), ``positions`` flat (sum atoms, 3) Å,
+    ``eps_re``/``eps_im`` (n, 2001), ``drude`` (n,) eV, ``mat_id`` and ``formula`` as lists.
+    """
+    out: dict[str, object] = {}
+    names = table.column_names
+    for key in ("mat_id", "formula"):
+        if key in names:
+            out[key] = table.column(key).to_pylist()
+    if "lattice" in names:
+        out["lattice"] = _flat(table, "lattice").reshape(-1, 3, 3)
+    if "atomic_numbers" in names:
+        z = table.column("atomic_numbers").combine_chunks()
+        offsets = z.offsets.to_numpy().astype(np.int64)
+        out["atom_offsets"] = offsets - offsets[0]
+        out["atomic_numbers"] = z.flatten().to_numpy(zero_copy_only=False)
+    if "positions" in names:
+        out["positions"] = _flat(table, "positions").reshape(-1, 3)
+    for key in ("eps_re", "eps_im"):
+        if key in names:
+            out[key] = _flat(table, key).reshape(-1, N_ENERGIES)
+    if "drude" in names:
+        out["drude"] = table.column("drude").to_numpy()
+    return out
+
+
+def _flat(table: pa.Table, key: str) -> np.ndarray:
+    """All float values of a (nested) list column, honouring slice offsets."""
+    arr = table.column(key).combine_chunks()
+    while pa.types.is_list(arr.type) or pa.types.is_fixed_size_list(arr.type):
+        arr = arr.flatten()
+    return arr.to_numpy(zero_copy_only=False)

@@ -1,0 +1,59 @@
+"""Train/val/test assignment and the nested order of training rows.
+
+Splits are by unique reduced formula, so no formula appears in two splits (polymorphs of one
+composition stay together). Training rows are stored in a seeded random order so that the
+training subset of size D is simply the first D rows: D1 < D2 implies subset(D1) ⊂ subset(D2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .schema import SPLITS
+
+PAPER_TRAIN_SIZES = tuple(2500 * 2**k for k in range(7))  # 2,500 … 160,000
+
+
+def split_by_formula(
+    formulas: list[str], fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0
+) -> np.ndarray:
+    """Assign each row a split index (0 train, 1 val, 2 test) by its reduced formula.
+
+    Unique formulas are shuffled with ``seed`` and taken in that order; a formula goes to the
+    split whose cumulative material count it falls in, so the split sizes are close to
+    ``fractions`` of the materials (not of the formulas).
+    """
+    if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
+        raise ValueError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
+    uniq, inverse, counts = np.unique(np.asarray(formulas, dtype=object), return_inverse=True, return_counts=True)
+    order = np.random.default_rng(seed).permutation(len(uniq))
+    start = np.cumsum(counts[order]) - counts[order]  # materials before each formula
+    bounds = np.array([fractions[0], fractions[0] + fractions[1]]) * len(formulas)
+    formula_split = np.empty(len(uniq), dtype=np.int8)
+    formula_split[order] = np.searchsorted(bounds, start, side="right")
+    return formula_split[inverse]
+
+
+def read_split_files(directory: str | Path) -> dict[str, int]:
+    """Read ``train.txt``, ``val.txt``, ``test.txt`` (one mat_id a line) into mat_id → split index."""
+    directory = Path(directory)
+    out: dict[str, int] = {}
+    for index, name in enumerate(SPLITS):
+        path = directory / f"{name}.txt"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: split file missing (need train.txt, val.txt, test.txt)")
+        for line in path.read_text().splitlines():
+            mat_id = line.strip()
+            if not mat_id:
+                continue
+            if mat_id in out:
+                raise ValueError(f"{path}: mat_id {mat_id!r} is listed in two split files")
+            out[mat_id] = index
+    return out
+
+
+def training_order(n: int, seed: int) -> np.ndarray:
+    """Seeded permutation of the n training rows; the first D rows form the nested subset of size D."""
+    return np.random.default_rng(seed).permutation(n)
