@@ -1,0 +1,73 @@
+"""Message-passing blocks of OptiMetal2B / OptiMetal3B."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch_geometric.nn import MLP, CGConv, LayerNorm, TransformerConv
+
+
+def mlp(channels: list[int]) -> MLP:
+    """``torch_geometric.nn.MLP`` with ReLU, batch norm on hidden layers and a plain last layer.
+
+    ``allow_single_element`` lets a batch of one row (e.g. a last batch of one graph) fall back to
+    the running statistics instead of failing; it adds no parameters.
+    """
+    return MLP(channels, act="relu", plain_last=True, norm="batch_norm", norm_kwargs={"allow_single_element": True})
+
+
+def make_conv(kind: str, width: int, heads: int = 2) -> torch.nn.Module:
+    """Two-body convolution: ``"cgc"`` → CGConv(w, dim=w, aggr="add");
+    ``"tc"`` → TransformerConv(w, w/heads, heads, concat, beta, edge_dim=w)."""
+    if kind == "cgc":
+        return CGConv(width, dim=width, aggr="add")
+    if kind == "tc":
+        if width % heads:
+            raise ValueError(f"width {width} must be divisible by the number of heads {heads}")
+        return TransformerConv(width, width // heads, heads=heads, concat=True, beta=True, edge_dim=width)
+    raise ValueError(f"unknown conv {kind!r}; expected 'cgc' or 'tc'")
+
+
+class InteractionBlock(torch.nn.Module):
+    """x ← conv(x, edge_index, e); x ← x + MLP(w → m·w → w)(x); x ← LayerNorm(w, mode="graph")(x)."""
+
+    def __init__(self, conv: torch.nn.Module, width: int, mlp_ratio: int = 6):
+        super().__init__()
+        self.conv = conv
+        self.mlp = mlp([width, mlp_ratio * width, width])
+        self.norm = LayerNorm(width, mode="graph")
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+        x = self.conv(x, edge_index, edge_attr)
+        x = x + self.mlp(x)
+        return self.norm(x, batch, num_graphs)
+
+
+class TripletBlock(torch.nn.Module):
+    """Three-body block on atoms x (n, w), edges e (E, w) and triplet angles a (T, w).
+
+    1. e ← LN(e + Linear(3w → w)(x_src ‖ x_dst ‖ e))
+    2. a ← LN(a + Linear(3w → w)(e₁ ‖ e₂ ‖ a)) for triplet (e₁, e₂)
+    3. line graph (nodes = edges, edges = triplets, features a): e ← InteractionBlock(TC w/8 × 8 heads)
+    4. atom graph with the updated e: x ← InteractionBlock(TC w/8 × 8 heads)
+
+    All LayerNorms are PyG ``LayerNorm(w, mode="graph")`` over the rows of each structure.
+    """
+
+    def __init__(self, width: int, heads: int = 8, mlp_ratio: int = 6):
+        super().__init__()
+        self.edge_lin = torch.nn.Linear(3 * width, width)
+        self.edge_norm = LayerNorm(width, mode="graph")
+        self.angle_lin = torch.nn.Linear(3 * width, width)
+        self.angle_norm = LayerNorm(width, mode="graph")
+        self.line_block = InteractionBlock(make_conv("tc", width, heads), width, mlp_ratio)
+        self.atom_block = InteractionBlock(make_conv("tc", width, heads), width, mlp_ratio)
+
+    def forward(self, x, e, a, edge_index, triplet_index, batch, edge_batch, triplet_batch, num_graphs):
+        src, dst = edge_index
+        e = self.edge_norm(e + self.edge_lin(torch.cat([x[src], x[dst], e], dim=-1)), edge_batch, num_graphs)
+        t1, t2 = triplet_index
+        a = self.angle_norm(a + self.angle_lin(torch.cat([e[t1], e[t2], a], dim=-1)), triplet_batch, num_graphs)
+        e = self.line_block(e, triplet_index, a, edge_batch, num_graphs)
+        x = self.atom_block(x, edge_index, e, batch, num_graphs)
+        return x, e, a

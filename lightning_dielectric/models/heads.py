@@ -1,0 +1,29 @@
+"""Output heads shared by all model families."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from lightning_dielectric.data.schema import N_ENERGIES
+from lightning_dielectric.models.blocks import mlp
+
+
+class DielectricHeads(torch.nn.Module):
+    """Structure features (B, w) → ε_inter (B, 2001, 2) = (Re, Im) on ``ENERGY_GRID`` (0–20 eV) and
+    ω_D (B,) in eV.
+
+    Spectra head MLP w → s → s → 2·2001 (s = ``spectra_width``, default 4w); Drude head
+    MLP w → w → w → 1 followed by ReLU (ω_D ≥ 0).
+    """
+
+    def __init__(self, width: int, spectra_width: int | None = None):
+        super().__init__()
+        s = 4 * width if spectra_width is None else int(spectra_width)
+        self.spectra = mlp([width, s, s, 2 * N_ENERGIES])
+        self.drude = mlp([width, width, width, 1])
+
+    def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        eps = self.spectra(h).view(-1, N_ENERGIES, 2)
+        drude = torch.relu(self.drude(h)).squeeze(-1)
+        return eps, drude

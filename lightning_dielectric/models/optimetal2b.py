@@ -1,0 +1,44 @@
+"""OptiMetal2B: two-body message passing (CGConv or TransformerConv) on the periodic crystal graph."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from lightning_dielectric.models.blocks import InteractionBlock, make_conv, mlp
+from lightning_dielectric.models.embeddings import ElementEncoding, GaussianRBF
+from lightning_dielectric.models.geometry import edge_vectors, graph_batch
+from lightning_dielectric.models.heads import DielectricHeads
+from lightning_dielectric.models.pooling import VectorAttentionPooling
+
+
+class OptiMetal2B(torch.nn.Module):
+    """Crystal graph → (ε_inter (B, 2001, 2), ω_D (B,) eV).
+
+    Atoms: group/period one-hot (24) → MLP 24 → w → w → w. Edges: 32 Gaussian RBFs of the
+    distance (0–``cutoff`` Å) → MLP 32 → w → w → w. ``num_blocks`` interaction blocks with
+    ``conv`` = ``"cgc"`` (CGConv) or ``"tc"`` (TransformerConv, 2 heads of w/2), vector attention
+    pooling, then the spectra (width ``spectra_width``, default 4w) and Drude heads.
+    """
+
+    def __init__(self, width: int = 256, conv: str = "cgc", spectra_width: int | None = None,
+                 num_blocks: int = 2, cutoff: float = 5.5, num_rbf: int = 32):
+        super().__init__()
+        self.elements = ElementEncoding()
+        self.rbf = GaussianRBF(num_rbf, cutoff)
+        self.node_mlp = mlp([24, width, width, width])
+        self.edge_mlp = mlp([num_rbf, width, width, width])
+        self.blocks = torch.nn.ModuleList(
+            InteractionBlock(make_conv(conv, width), width) for _ in range(num_blocks)
+        )
+        self.pool = VectorAttentionPooling(width)
+        self.heads = DielectricHeads(width, spectra_width)
+
+    def forward(self, data) -> tuple[Tensor, Tensor]:
+        batch, num_graphs = graph_batch(data)
+        vec = edge_vectors(data.pos, data.cell, data.cell_offset, data.edge_index, batch)
+        x = self.node_mlp(self.elements(data.z))
+        e = self.edge_mlp(self.rbf(vec.norm(dim=-1)))
+        for block in self.blocks:
+            x = block(x, data.edge_index, e, batch, num_graphs)
+        return self.heads(self.pool(x, batch, num_graphs))

@@ -1,0 +1,53 @@
+"""OptiMetal3B: two-body plus three-body (bond-angle, line-graph) message passing."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from lightning_dielectric.models.blocks import TripletBlock, mlp
+from lightning_dielectric.models.embeddings import AngleHarmonics, ElementEncoding, GaussianRBF
+from lightning_dielectric.models.geometry import edge_vectors, graph_batch, triplet_cosines
+from lightning_dielectric.models.heads import DielectricHeads
+from lightning_dielectric.models.pooling import VectorAttentionPooling
+
+
+class OptiMetal3B(torch.nn.Module):
+    """Crystal graph with triplets → (ε_inter (B, 2001, 2), ω_D (B,) eV).
+
+    As OptiMetal2B for atoms and edges, plus angle features: cos θ of each triplet (two edges
+    leaving the same atom, both within the three-body cutoff) expanded in Y_l⁰, l = 0…3
+    → MLP 4 → w → w → w. ``num_blocks`` :class:`TripletBlock` s update edges, angles, the line
+    graph and the atom graph; then vector attention pooling and the two heads.
+
+    Needs ``data.triplet_index`` (build graphs with ``data.threebody_cutoff``, e.g. 4.0 Å).
+    """
+
+    def __init__(self, width: int = 256, spectra_width: int | None = None, num_blocks: int = 2,
+                 heads: int = 8, cutoff: float = 5.5, num_rbf: int = 32):
+        super().__init__()
+        self.elements = ElementEncoding()
+        self.rbf = GaussianRBF(num_rbf, cutoff)
+        self.angles = AngleHarmonics()
+        self.node_mlp = mlp([24, width, width, width])
+        self.edge_mlp = mlp([num_rbf, width, width, width])
+        self.angle_mlp = mlp([4, width, width, width])
+        self.blocks = torch.nn.ModuleList(TripletBlock(width, heads) for _ in range(num_blocks))
+        self.pool = VectorAttentionPooling(width)
+        self.heads = DielectricHeads(width, spectra_width)
+
+    def forward(self, data) -> tuple[Tensor, Tensor]:
+        triplet_index = getattr(data, "triplet_index", None)
+        if triplet_index is None:
+            raise ValueError("OptiMetal3B needs triplet_index in the batch: set data.threebody_cutoff (e.g. 4.0)")
+        batch, num_graphs = graph_batch(data)
+        edge_index = data.edge_index
+        vec = edge_vectors(data.pos, data.cell, data.cell_offset, edge_index, batch)
+        edge_batch = batch.index_select(0, edge_index[0])
+        triplet_batch = edge_batch.index_select(0, triplet_index[0])
+        x = self.node_mlp(self.elements(data.z))
+        e = self.edge_mlp(self.rbf(vec.norm(dim=-1)))
+        a = self.angle_mlp(self.angles(triplet_cosines(vec, triplet_index)))
+        for block in self.blocks:
+            x, e, a = block(x, e, a, edge_index, triplet_index, batch, edge_batch, triplet_batch, num_graphs)
+        return self.heads(self.pool(x, batch, num_graphs))
