@@ -1,0 +1,111 @@
+"""``lightning-dielectric laws fit | import-optimetal | plan``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .forms import FORMS_1D, FORMS_2D
+
+
+def _fail(prog: str, err: Exception) -> int:
+    print(f"{prog}: error: {err}", file=sys.stderr)
+    return 2
+
+
+def fit_main(argv: list[str]) -> int:
+    from .fit import fit_series
+    from .report import write_report
+    from .runs import read_runs, series
+
+    prog = "lightning-dielectric laws fit"
+    ap = argparse.ArgumentParser(prog=prog, description="Fit 1D and 2D scaling laws to a runs table and write "
+                                 "fits.json, report.md, LaTeX tables, plots and TensorBoard logs.")
+    ap.add_argument("runs", help="runs table (.parquet or .csv) as 'sweep export' or 'laws import-optimetal' write it")
+    ap.add_argument("--out", required=True, help="output directory")
+    ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates over seeds (0: none)")
+    ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    ap.add_argument("--forms-1d", nargs="+", choices=FORMS_1D, default=list(FORMS_1D))
+    ap.add_argument("--forms-2d", nargs="+", choices=FORMS_2D, default=list(FORMS_2D))
+    ap.add_argument("--no-tensorboard", action="store_true", help="skip the TensorBoard event file")
+    args = ap.parse_args(argv)
+    try:
+        df = read_runs(args.runs)
+        all_series, notes = series(df)
+    except (OSError, ValueError) as err:
+        return _fail(prog, err)
+    if not all_series:
+        return _fail(prog, ValueError(f"{args.runs}: no family has ≥ 2 distinct D or N values to fit"))
+    records = fit_series(all_series, forms_1d=args.forms_1d, forms_2d=args.forms_2d,
+                         bootstrap=args.bootstrap, seed=args.seed)
+    out = Path(args.out)
+    write_report(out, records, all_series, source=str(args.runs), n_runs=len(df), notes=notes,
+                 tensorboard=not args.no_tensorboard)
+    failed = sum(r["status"] != "ok" for r in records)
+    print(f"{len(records)} fits ({failed} failed) over {len(all_series)} series → {out / 'report.md'}")
+    return 0
+
+
+def import_main(argv: list[str]) -> int:
+    from .runs import import_optimetal, write_runs
+
+    prog = "lightning-dielectric laws import-optimetal"
+    ap = argparse.ArgumentParser(prog=prog, description="Convert the paper's published per-run JSON "
+                                 "(scaling_results.json, scaling_grid_results.json) to a runs table.")
+    ap.add_argument("files", nargs="+", help="the paper's JSON file(s)")
+    ap.add_argument("--out", required=True, help="runs table to write (.parquet or .csv)")
+    ap.add_argument("--data-width", type=int, default=256, help="width of the data line's models")
+    ap.add_argument("--width-d", type=int, default=20000, help="training-set size of the width line")
+    args = ap.parse_args(argv)
+    try:
+        df = import_optimetal(args.files, data_width=args.data_width, width_d=args.width_d)
+        path = write_runs(df, args.out)
+    except (OSError, ValueError) as err:
+        return _fail(prog, err)
+    counts = df.groupby(["study", "family"]).size()
+    print(f"{len(df)} runs → {path} (" + ", ".join(f"{s}/{f}: {c}" for (s, f), c in counts.items()) + ")")
+    return 0
+
+
+def plan_main(argv: list[str]) -> int:
+    from .fit import fit_form
+    from .plan import describe, plan_with_interval
+    from .report import public
+    from .runs import read_runs, series
+
+    prog = "lightning-dielectric laws plan"
+    ap = argparse.ArgumentParser(prog=prog, description="Training structures needed to reach a target validation "
+                                 "loss, from the fitted 2D law of one family's (N, D) grid.")
+    ap.add_argument("runs", help="runs table (.parquet or .csv) with a (N, D) grid for the family")
+    ap.add_argument("--family", required=True)
+    ap.add_argument("--target-loss", type=float, required=True, help="target validation loss")
+    ap.add_argument("--n", type=float, default=None, help="parameter count of the planned model")
+    ap.add_argument("--form", choices=("auto",) + FORMS_2D, default="auto", help="2D law (auto: lowest AICc)")
+    ap.add_argument("--tol", type=float, default=0.01, help="'more parameters stop paying' tolerance (relative loss)")
+    ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates for the interval")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true", help="print the answer as JSON")
+    args = ap.parse_args(argv)
+    try:
+        df = read_runs(args.runs)
+        grids = {s.family: s for s in series(df)[0] if s.axis == "ND"}
+        if args.family not in grids:
+            raise ValueError(f"{args.runs}: no (N, D) grid for family {args.family!r} "
+                             f"(families with a grid: {', '.join(sorted(grids)) or 'none'})")
+        s = grids[args.family]
+        forms = FORMS_2D if args.form == "auto" else (args.form,)
+        fits = [fit_form(f, s.points, bootstrap=args.bootstrap, seed=args.seed) for f in forms]
+        ok = [f for f in fits if f.status == "ok" and f.aicc is not None]
+        if not ok:
+            raise ValueError(f"no 2D law could be fitted for {args.family}: " + "; ".join(f.message for f in fits))
+        best = min(ok, key=lambda f: f.aicc)
+        answer = plan_with_interval(best, args.target_loss, args.n, args.tol)
+    except (OSError, ValueError) as err:
+        return _fail(prog, err)
+    if args.json:
+        print(json.dumps(public([{"family": args.family, **answer}])[0], indent=1))
+    else:
+        print(describe(answer, args.family, d_max=float(s.points.x[1].max()), n_max=float(s.points.x[0].max())))
+    return 0
