@@ -1,0 +1,170 @@
+"""``lightning-dielectric sweep run | status | export``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from pathlib import Path
+
+from lightning_dielectric.sweep.spec import SweepSpec, SweepSpecError, load_spec
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"lightning-dielectric sweep {prog}", description=description)
+    p.add_argument("sweep", type=Path, help="sweep file (YAML), e.g. sweeps/quick.yaml")
+    p.add_argument("--storage", help="Optuna storage: SQLAlchemy URL or journal:PATH (default: the file's, "
+                                     "else sqlite:///OUT/optuna.db)")
+    p.add_argument("--out", type=Path, help="sweep run directory (default: the file's 'out')")
+    return p
+
+
+def _load(args: argparse.Namespace) -> SweepSpec:
+    spec = load_spec(args.sweep)
+    changes = {k: v for k, v in {"storage": args.storage, "out": args.out}.items() if v is not None}
+    if getattr(args, "data", None) is not None:
+        changes["data_root"] = args.data
+    return spec.replace(**changes)
+
+
+def run_main(argv: list[str]) -> int:
+    p = _parser("run", "Run or resume a scaling sweep; export the runs table and fit the scaling laws.")
+    p.add_argument("--workers", type=int, help="trials at once in this driver (default: the file's 'workers')")
+    p.add_argument("--data", type=Path, help="dataset root (default: the file's 'data_root')")
+    p.add_argument("--no-report", action="store_true", help="skip export and scaling-law report at the end")
+    args = p.parse_args(argv)
+    try:
+        spec = _load(args)
+    except SweepSpecError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not spec.data_root.exists():
+        print(f"error: {spec.source}: key 'data_root': dataset {str(spec.data_root)!r} does not exist", file=sys.stderr)
+        return 2
+    if args.workers is not None and args.workers < 1:
+        p.error("--workers must be at least 1")
+
+    from rich.console import Console
+
+    from lightning_dielectric.sweep.driver import Driver
+
+    console = Console(stderr=True)
+    try:
+        driver = Driver(spec, workers=args.workers, log=console.log if console.is_terminal else _plain)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    console.log(f"[sweep] {spec.study_name}: {len(driver.points)} grid points, {driver.workers} workers, "
+                f"storage {spec.storage_url}")
+    try:
+        _watch(driver, console)
+    except KeyboardInterrupt:
+        console.log("[sweep] interrupted: stopping trials (they resume from last.ckpt on the next run)")
+        driver.stop.set()
+        for t in threading.enumerate():
+            if t.name.startswith("sweep-worker"):
+                t.join()
+        return 130
+    states = driver.open_store().states(driver.points)
+    failed = [k for k, s in states.items() if s.status == "failed"]
+    for key in failed:
+        console.log(f"[sweep] point failed after {spec.max_retries + 1} attempts: {key}")
+    if not args.no_report:
+        rc = _report(spec, driver.points, states, console)
+        if rc:
+            return rc
+    return 1 if failed else 0
+
+
+def _watch(driver, console) -> None:
+    """Run the driver's workers while showing progress until they are all finished."""
+    from rich.live import Live
+
+    from lightning_dielectric.sweep.progress import LiveView
+
+    threads = driver.start()
+    store = driver.open_store()
+    view = LiveView(driver.spec.study_name, driver.points, store.states(driver.points))
+    if console.is_terminal:
+        with Live(console=console, refresh_per_second=2) as live:
+            while any(t.is_alive() for t in threads):
+                live.update(view.render(store.states(driver.points), dict(driver.running)))
+                time.sleep(1.0)
+            live.update(view.render(store.states(driver.points), {}))
+    else:
+        last = 0.0
+        while any(t.is_alive() for t in threads):
+            if time.monotonic() - last > 60:
+                _plain(view.line(store.states(driver.points), dict(driver.running)))
+                last = time.monotonic()
+            time.sleep(1.0)
+        _plain(view.line(store.states(driver.points), {}))
+
+
+def _plain(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _report(spec: SweepSpec, points, states, console) -> int:
+    from lightning_dielectric.sweep.export import runs_table, write_runs
+
+    table = runs_table(points, states)
+    if table.empty:
+        console.log("[sweep] no completed runs: nothing to export")
+        return 1
+    parquet, csv = write_runs(table, spec.out)
+    console.log(f"[sweep] runs table: {parquet} and {csv} ({len(table)} rows)")
+    from lightning_dielectric.laws.cli import fit_main
+
+    report = spec.out / "report"
+    console.log(f"[sweep] scaling-law report -> {report}")
+    return int(fit_main([str(parquet), "--out", str(report)]) or 0)
+
+
+def status_main(argv: list[str]) -> int:
+    p = _parser("status", "Done / running / failed / pending grid points per family, design and axis value.")
+    args = p.parse_args(argv)
+    try:
+        spec = _load(args)
+    except SweepSpecError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from collections import Counter
+
+    from rich.console import Console
+
+    from lightning_dielectric.sweep.grid import expand
+    from lightning_dielectric.sweep.progress import counts_table
+    from lightning_dielectric.sweep.store import SweepStore
+
+    points = expand(spec)
+    store = SweepStore(spec.storage_url, spec.study_name, grace_period=spec.grace_period, max_retries=spec.max_retries)
+    states = store.states(points)
+    c = Counter(s.status for s in states.values())
+    console = Console()
+    console.print(f"sweep {spec.study_name} ({spec.storage_url}): {len(points)} points: "
+                  + ", ".join(f"{c[s]} {s}" for s in ("done", "running", "failed", "pending")))
+    console.print(counts_table(points, states, per_axis=True))
+    return 0
+
+
+def export_main(argv: list[str]) -> int:
+    p = _parser("export", "Write the runs table (runs.parquet and runs.csv) of a sweep's completed runs.")
+    p.add_argument("--to", type=Path, help="output directory (default: the sweep's run directory)")
+    args = p.parse_args(argv)
+    try:
+        spec = _load(args)
+    except SweepSpecError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from lightning_dielectric.sweep.export import runs_table, write_runs
+    from lightning_dielectric.sweep.grid import expand
+    from lightning_dielectric.sweep.store import SweepStore
+
+    points = expand(spec)
+    store = SweepStore(spec.storage_url, spec.study_name, grace_period=spec.grace_period, max_retries=spec.max_retries)
+    table = runs_table(points, store.states(points))
+    parquet, csv = write_runs(table, args.to or spec.out)
+    print(f"{len(table)} rows -> {parquet}, {csv}")
+    return 0

@@ -1,0 +1,238 @@
+"""The sweep driver: K worker threads, each claiming grid points and training them as subprocesses.
+
+Each trial is ``python -m lightning_dielectric fit --config BASE --config RUN_DIR/trial.yaml
+[--ckpt_path RUN_DIR/checkpoints/last.ckpt]`` in its own process (so Lightning's DDP launcher
+works and a crash or out-of-memory cannot take the driver down), started through
+:mod:`lightning_dielectric.sweep.child` so that it dies with the driver. Its output goes to
+``RUN_DIR/train.log``; its value is the best ``val/loss`` from ``RUN_DIR/result.json`` (written
+by the ``RunResult`` callback).
+
+Devices: with GPUs, worker i gets ``CUDA_VISIBLE_DEVICES`` = its own ``devices`` GPUs; on CPU,
+the cores are split evenly between the workers (``OMP_NUM_THREADS``/``MKL_NUM_THREADS``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lightning_dielectric.sweep.grid import GridPoint, expand, write_trial_config
+from lightning_dielectric.sweep.spec import SweepSpec
+from lightning_dielectric.sweep.store import SweepStore
+
+Command = Callable[[SweepSpec, GridPoint, Path, "Path | None"], list[str]]
+# result.json keys that become trial user attributes (plus any "test..." metrics).
+RESULT_KEYS = ("val_loss", "eps_loss", "drude_loss", "best_epoch", "epochs_done", "num_parameters")
+
+
+def fit_command(spec: SweepSpec, point: GridPoint, config: Path, ckpt: Path | None) -> list[str]:
+    """The real trial: ``lightning fit`` on the base config plus the generated trial config."""
+    cmd = [sys.executable, "-m", "lightning_dielectric", "fit"]
+    cmd += ["--config", str(spec.base[point.family]), "--config", str(config)]
+    return cmd + (["--ckpt_path", str(ckpt)] if ckpt is not None else [])
+
+
+def device_envs(workers: int, devices: int, gpus: list[str] | None = None) -> list[dict[str, str]]:
+    """Environment overrides per worker slot: GPU pinning, or an even split of the CPU cores."""
+    gpus = visible_gpus() if gpus is None else gpus
+    if gpus:
+        if workers * devices > len(gpus):
+            raise ValueError(
+                f"{workers} workers x {devices} devices per trial need {workers * devices} GPUs; "
+                f"{len(gpus)} visible ({','.join(gpus)})"
+            )
+        return [{"CUDA_VISIBLE_DEVICES": ",".join(gpus[i * devices : (i + 1) * devices])} for i in range(workers)]
+    threads = str(max(1, len(os.sched_getaffinity(0)) // workers))
+    return [{"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}] * workers
+
+
+def visible_gpus() -> list[str]:
+    """GPU ids this process may use (honours an existing ``CUDA_VISIBLE_DEVICES``)."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g for g in env.split(",") if g.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+@dataclass
+class Running:
+    """A trial this driver is running (for the progress display)."""
+
+    point: GridPoint
+    run_dir: Path
+    started: float = field(default_factory=time.monotonic)
+
+    def epochs_done(self) -> int:
+        try:
+            return int(json.loads((self.run_dir / "result.json").read_text()).get("epochs_done", 0))
+        except (OSError, ValueError):
+            return 0
+
+
+class Driver:
+    """Runs (or resumes) the sweep ``spec`` with ``workers`` trials at once."""
+
+    def __init__(
+        self,
+        spec: SweepSpec,
+        workers: int | None = None,
+        command: Command = fit_command,
+        log: Callable[[str], None] = print,
+        poll_s: float = 2.0,
+    ) -> None:
+        self.spec = spec
+        self.workers = workers or spec.workers
+        self.command = command
+        self.log = log
+        self.poll_s = poll_s
+        self.points = expand(spec)
+        self.running: dict[str, Running] = {}
+        self.stop = threading.Event()
+        self._claim_lock = threading.Lock()
+        self._envs = device_envs(self.workers, spec.devices)
+
+    def open_store(self) -> SweepStore:
+        return SweepStore(
+            self.spec.storage_url,
+            self.spec.study_name,
+            grace_period=self.spec.grace_period,
+            max_retries=self.spec.max_retries,
+        )
+
+    def start(self) -> list[threading.Thread]:
+        """Start the worker threads (daemon threads; :meth:`stop` ends them)."""
+        self.spec.out.mkdir(parents=True, exist_ok=True)
+        self.open_store()  # create the study (and its tables) once before the threads race
+        threads = [
+            threading.Thread(target=self._worker, args=(env,), name=f"sweep-worker-{i}", daemon=True)
+            for i, env in enumerate(self._envs)
+        ]
+        for t in threads:
+            t.start()
+        return threads
+
+    def run(self) -> None:
+        """Run until every point is done or failed (blocking, no display)."""
+        for t in self.start():
+            t.join()
+
+    # -- worker -------------------------------------------------------------------------------
+    def _worker(self, env: dict[str, str]) -> None:
+        store = self.open_store()
+        while not self.stop.is_set():
+            with self._claim_lock:
+                for trial in store.reap():
+                    self.log(f"[sweep] {trial.user_attrs.get('point')}: worker gone, will resume")
+                states = store.states(self.points)
+                if all(s.status in ("done", "failed") for s in states.values()):
+                    return
+                claimed = None
+                for point in self.points:
+                    if states[point.key].status == "pending":
+                        trial_id = store.claim(point, point.run_dir(self.spec.out))
+                        if trial_id is not None:
+                            claimed = (point, trial_id)
+                            break
+            if claimed is None:
+                self.stop.wait(self.poll_s)  # the rest is running elsewhere: wait for it
+                continue
+            self._run_trial(store, env, *claimed)
+
+    def _run_trial(self, store: SweepStore, env: dict[str, str], point: GridPoint, trial_id: int) -> None:
+        run_dir = point.run_dir(self.spec.out)
+        ckpt = run_dir / "checkpoints" / "last.ckpt"
+        if not ckpt.exists() and run_dir.exists():
+            shutil.rmtree(run_dir)  # an attempt that never checkpointed: start clean
+        config = write_trial_config(self.spec, point, run_dir)
+        (run_dir / "result.json").unlink(missing_ok=True)
+        resume = ckpt if ckpt.exists() else None
+        cmd = [sys.executable, "-m", "lightning_dielectric.sweep.child", str(os.getpid())]
+        cmd += self.command(self.spec, point, config, resume)
+        self.running[point.key] = Running(point, run_dir)
+        self.log(f"[sweep] start {point.key}" + (" (resuming from last.ckpt)" if resume else ""))
+        t0 = time.monotonic()
+        with open(run_dir / "train.log", "a") as logf:
+            logf.write(f"\n=== trial {trial_id}: {' '.join(cmd)}\n")
+            logf.flush()
+            proc = subprocess.Popen(
+                cmd, stdout=logf, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True
+            )
+            outcome = self._watch(store, proc, trial_id)
+        wall = time.monotonic() - t0
+        del self.running[point.key]
+        attrs = {"wall_s": wall, "resumed": resume is not None}
+        if outcome == "lost":
+            self.log(f"[sweep] {point.key}: claim lost (declared dead by another worker); stopped")
+        elif outcome == "interrupted":
+            store.fail(trial_id, "interrupted", attrs)
+        elif proc.returncode != 0:
+            store.fail(trial_id, "error", {**attrs, "returncode": proc.returncode})
+            self.log(f"[sweep] FAILED {point.key} (exit {proc.returncode}); log: {run_dir / 'train.log'}\n"
+                     + _tail(run_dir / "train.log"))
+        else:
+            self._record_result(store, point, trial_id, run_dir, attrs)
+
+    def _watch(self, store: SweepStore, proc: subprocess.Popen, trial_id: int) -> str:
+        """Wait for the trial process, beating the heartbeat; 'exited' | 'lost' | 'interrupted'."""
+        while True:
+            try:
+                proc.wait(timeout=min(self.spec.heartbeat_interval, self.poll_s))
+                return "exited"
+            except subprocess.TimeoutExpired:
+                pass
+            if self.stop.is_set():
+                _terminate(proc)
+                return "interrupted"
+            if time.time() - store.last_beat.get(trial_id, 0.0) >= self.spec.heartbeat_interval:
+                if not store.beat(trial_id):
+                    _terminate(proc)
+                    return "lost"
+
+    def _record_result(
+        self, store: SweepStore, point: GridPoint, trial_id: int, run_dir: Path, attrs: dict
+    ) -> None:
+        try:
+            result = json.loads((run_dir / "result.json").read_text())
+            value = float(result["val_loss"])
+            if not math.isfinite(value):
+                raise ValueError(f"val_loss is {value}")
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            store.fail(trial_id, "error", attrs)
+            self.log(f"[sweep] FAILED {point.key}: no usable result.json in {run_dir} ({err})")
+            return
+        attrs |= {k: v for k, v in result.items() if k in RESULT_KEYS or k.startswith("test")}
+        if store.complete(trial_id, value, attrs):
+            self.log(f"[sweep] done {point.key}: val_loss {value:.4f} in {attrs['wall_s']:.0f} s")
+        else:
+            self.log(f"[sweep] {point.key}: finished after its claim was lost; result not recorded")
+
+
+def _terminate(proc: subprocess.Popen, grace_s: float = 20.0) -> None:
+    """SIGTERM (Lightning stops cleanly), then SIGKILL after ``grace_s``."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join("    " + line for line in path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

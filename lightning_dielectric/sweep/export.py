@@ -1,0 +1,68 @@
+"""The runs table of a sweep (``runs.parquet`` + ``runs.csv``), the input of ``laws fit``.
+
+One row per completed run and design line: a point on both the data line and the width line
+appears twice, once with ``study = "data"`` and once with ``study = "width"`` (``"grid"`` rows
+form the full N × D grid), so a fit selects its axis with one filter. Columns:
+
+- ``study``: ``data`` (D varies at fixed w), ``width`` (w varies at fixed D) or ``grid``;
+- ``family``, ``width`` (hidden width w), ``N`` (parameters), ``D`` (training structures), ``seed``;
+- ``val_loss`` (best validation loss = MAE of ε over 2001 × (Re, Im) + MAE of ω_D in eV),
+  ``eps_loss``, ``drude_loss`` (at the best epoch), any ``test*`` metrics the run recorded;
+- ``best_epoch``, ``epochs`` (epochs trained), ``wall_s`` (trial-process seconds over all
+  attempts of the point), ``run_dir``, ``trial`` (Optuna trial number).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from lightning_dielectric.sweep.grid import GridPoint
+from lightning_dielectric.sweep.store import PointState
+
+COLUMNS = (
+    "study", "family", "width", "N", "D", "seed", "val_loss", "eps_loss", "drude_loss",
+    "best_epoch", "epochs", "wall_s", "run_dir", "trial",
+)
+
+
+def runs_table(points: list[GridPoint], states: dict[str, PointState]) -> pd.DataFrame:
+    """Rows for every done point of the sweep, ordered by study, family, width, D, seed."""
+    rows = []
+    for p in points:
+        state = states[p.key]
+        trial = state.result
+        if trial is None:
+            continue
+        attrs = trial.user_attrs
+        tests = {k: v for k, v in attrs.items() if k.startswith("test")}
+        for design in p.designs:
+            rows.append({
+                "study": design,
+                "family": p.family,
+                "width": p.width,
+                "N": int(attrs.get("num_parameters", p.num_parameters)),
+                "D": p.train_size,
+                "seed": p.seed,
+                "val_loss": float(trial.value),
+                "eps_loss": float(attrs.get("eps_loss", float("nan"))),
+                "drude_loss": float(attrs.get("drude_loss", float("nan"))),
+                "best_epoch": int(attrs.get("best_epoch", -1)),
+                "epochs": int(attrs.get("epochs_done", p.epochs)),
+                "wall_s": state.wall_s,
+                "run_dir": attrs.get("run_dir", ""),
+                "trial": trial.number,
+                **tests,
+            })
+    table = pd.DataFrame(rows, columns=list(COLUMNS) + sorted({k for r in rows for k in r} - set(COLUMNS)))
+    return table.sort_values(["study", "family", "width", "D", "seed"], ignore_index=True)
+
+
+def write_runs(table: pd.DataFrame, out: Path) -> tuple[Path, Path]:
+    """Write ``out/runs.parquet`` and ``out/runs.csv``; returns both paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    parquet, csv = out / "runs.parquet", out / "runs.csv"
+    table.to_parquet(parquet, index=False)
+    table.to_csv(csv, index=False)
+    return parquet, csv

@@ -1,0 +1,151 @@
+"""Expansion of a sweep into grid points and the generated Lightning config of each trial.
+
+A grid point is (family, width w, training-set size D, seed, epochs); ``designs`` says which
+lines it belongs to (a point on both the data line and the width line is trained once and
+appears in both). The trial config is layered on the family's base config
+(``python -m lightning_dielectric fit --config BASE --config TRIAL.yaml``) and sets:
+width w and spectra width 4w, the learning rate from the width rule (anchored at the base
+config's width and learning rate, so the paper's configs give lr_256 · N(256)/N(w) for the
+TransformerConv families), ``data.train_size = D``,
+``seed_everything``, ``trainer.max_epochs``/``devices`` and a TensorBoard logger whose log dir
+is the trial's run directory (so ``result.json`` and ``checkpoints/last.ckpt`` land there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lightning_dielectric.sweep.spec import SweepSpec
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    family: str
+    width: int
+    train_size: int
+    seed: int
+    epochs: int
+    designs: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        """Stable identity of the point in the storage (independent of the grid's order)."""
+        return f"{self.family}/w{self.width}/D{self.train_size}/s{self.seed}/e{self.epochs}"
+
+    @property
+    def num_parameters(self) -> int:
+        return parameter_count(self.family, self.width)
+
+    @property
+    def cost(self) -> float:
+        """Relative training cost (∝ N·D·epochs), used for scheduling and the ETA."""
+        return float(self.num_parameters) * self.train_size * self.epochs
+
+    def run_dir(self, out: Path) -> Path:
+        return out / "trials" / f"{self.family}_w{self.width}_D{self.train_size}_s{self.seed}_e{self.epochs}"
+
+
+@cache
+def parameter_count(family: str, width: int) -> int:
+    from lightning_dielectric.models import count_parameters
+
+    return count_parameters(family, width)
+
+
+def expand(spec: SweepSpec) -> list[GridPoint]:
+    """All grid points of ``spec``, most expensive first (longest-job-first keeps workers busy)."""
+    members: dict[tuple[str, int, int, int], list[str]] = {}
+    for family in spec.families:
+        for seed in spec.seeds:
+            pairs = {
+                "data": [(spec.fixed_width, d) for d in spec.train_sizes],
+                "width": [(w, spec.fixed_train_size) for w in spec.widths],
+                "grid": [(w, d) for w in spec.widths for d in spec.train_sizes],
+            }
+            for design in spec.design:
+                for w, d in pairs[design]:
+                    members.setdefault((family, w, d, seed), []).append(design)
+    points = [
+        GridPoint(family, w, d, seed, spec.epochs, tuple(designs))
+        for (family, w, d, seed), designs in members.items()
+    ]
+    return sorted(points, key=lambda p: (-p.cost, p.key))
+
+
+def trial_config(spec: SweepSpec, point: GridPoint, run_dir: Path) -> dict[str, Any]:
+    """The config layered on ``spec.base[point.family]`` for this point (a nested mapping)."""
+    from lightning_dielectric.models import FAMILIES
+    from lightning_dielectric.training.lr_rule import lr_for_width
+
+    source = spec.base[point.family]
+    base = _read_yaml(source)
+    base_lr = float(_lookup(base, "model.lr", source))
+    base_width = int(_lookup(base, "model.model.init_args.width", source))
+    # The width rule is linear in the base rate: anchor it at the base config's own width.
+    lr = base_lr * lr_for_width(point.family, point.width, 1.0) / lr_for_width(point.family, base_width, 1.0)
+    cls, fixed = FAMILIES[point.family]
+    config: dict[str, Any] = {}
+    for dotted, value in spec.overrides.items():
+        _assign(config, dotted, value)
+    _assign(config, "seed_everything", point.seed)
+    _assign(config, "trainer.max_epochs", point.epochs)
+    _assign(config, "trainer.devices", spec.devices)
+    _assign(
+        config,
+        "trainer.logger",
+        {
+            "class_path": "pytorch_lightning.loggers.TensorBoardLogger",
+            "init_args": {"save_dir": str(run_dir.resolve()), "name": "", "version": ""},
+        },
+    )
+    _assign(config, "checkpoint.dirpath", str((run_dir / "checkpoints").resolve()))
+    _assign(config, "result.path", str((run_dir / "result.json").resolve()))
+    _assign(
+        config,
+        "model.model",
+        {
+            "class_path": f"{cls.__module__}.{cls.__qualname__}",
+            "init_args": {**fixed, "width": point.width, "spectra_width": 4 * point.width},
+        },
+    )
+    _assign(config, "model.lr", lr)
+    _assign(config, "data.root", str(spec.data_root.resolve()))
+    _assign(config, "data.train_size", point.train_size)
+    return config
+
+
+def write_trial_config(spec: SweepSpec, point: GridPoint, run_dir: Path) -> Path:
+    """Write the trial config to ``run_dir/trial.yaml`` and return its path."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "trial.yaml"
+    path.write_text(yaml.safe_dump(trial_config(spec, point, run_dir), sort_keys=False))
+    return path
+
+
+def _read_yaml(path: Path) -> dict:
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a Lightning config mapping")
+    return data
+
+
+def _lookup(config: dict, dotted: str, source: Path) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise ValueError(f"{source}: key '{dotted}' missing (the sweep needs it)")
+        node = node[part]
+    return node
+
+
+def _assign(config: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = config
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value

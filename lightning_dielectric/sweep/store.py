@@ -1,0 +1,247 @@
+"""The sweep's Optuna study and the claim protocol that lets many workers share one storage.
+
+Storage URLs: any SQLAlchemy URL (``sqlite:///runs/quick/optuna.db``,
+``postgresql+psycopg2://user@host:5432/db``) or ``journal:PATH`` for an Optuna journal file on
+a shared filesystem.
+
+One Optuna trial is one attempt at one grid point; the point's identity is the user attribute
+``point`` (:attr:`GridPoint.key`), its axes are the trial's params (``width``, ``train_size``,
+``seed``) and user attributes. A point is
+
+- **done** when one of its trials is COMPLETE,
+- **running** when one is RUNNING and alive,
+- **failed** when its trial processes failed more than ``max_retries`` times,
+- **pending** otherwise (never tried, interrupted, or its worker died).
+
+Claim protocol (why two workers never both train the same point): a worker creates its trial
+directly in state RUNNING — one atomic write — and only then reads the point's other trials. If
+any other trial of the point is COMPLETE or RUNNING and alive, it yields (marks its own trial
+FAIL with reason ``yielded``) and moves on. Of two racing claims the later write is committed
+before the later read, so the later claimant always sees the earlier one and yields: at most
+one runs (both may yield; the point then stays pending for the next round).
+
+Liveness: a running trial records ``heartbeat`` (Unix time) every ``heartbeat_interval`` s. It
+is dead when the heartbeat is older than ``grace_period`` s, or at once when it was started on
+this host by a process that no longer exists (the driver was killed). Dead trials are failed
+with reason ``stale`` and their point reruns, resuming from the run directory's ``last.ckpt``.
+A worker whose trial was declared dead loses the claim and stops its trial process.
+Heartbeats compare wall clocks, so nodes sharing a storage need synchronised clocks (NTP).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import optuna
+import psutil
+from optuna.distributions import IntDistribution
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+
+from lightning_dielectric.sweep.grid import GridPoint
+
+HOST = socket.gethostname()
+PID = os.getpid()
+PID_START = psutil.Process(PID).create_time()
+# Failure reasons that do not count against a point's max_retries.
+NOT_ERRORS = ("yielded", "stale", "interrupted")
+
+T = TypeVar("T")
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def retry_locked(fn: Callable[..., T]) -> Callable[..., T]:
+    """Retry a storage call that SQLite refused with 'database is locked' (concurrent writers)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        from sqlalchemy.exc import OperationalError
+
+        for attempt in range(20):
+            try:
+                return fn(*args, **kwargs)
+            except OperationalError as err:
+                if "locked" not in str(err) or attempt == 19:
+                    raise
+                time.sleep(random.uniform(0.05, 0.5) * (1 + attempt))
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+def open_storage(url: str) -> BaseStorage:
+    """An Optuna storage for ``url`` (SQLAlchemy URL or ``journal:PATH``)."""
+    if url.startswith("journal:"):
+        path = Path(url.removeprefix("journal:"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        return retry_locked(RDBStorage)(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    return RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+
+
+@dataclass
+class PointState:
+    """What the storage says about one grid point."""
+
+    status: str  # "done" | "running" | "failed" | "pending"
+    trials: list[FrozenTrial] = field(default_factory=list)
+
+    @property
+    def result(self) -> FrozenTrial | None:
+        """The first COMPLETE trial of the point."""
+        return next((t for t in self.trials if t.state == TrialState.COMPLETE), None)
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for t in self.trials if _fail_reason(t) == "error")
+
+    @property
+    def wall_s(self) -> float:
+        """Total trial-process time spent on the point over all attempts (s)."""
+        return float(sum(t.user_attrs.get("wall_s", 0.0) for t in self.trials))
+
+
+def _fail_reason(trial: FrozenTrial) -> str | None:
+    if trial.state != TrialState.FAIL:
+        return None
+    return trial.system_attrs.get("fail_reason", "error")
+
+
+class SweepStore:
+    """A sweep's study in one storage. Not shared between threads: open one per thread."""
+
+    def __init__(self, url: str, study_name: str, *, grace_period: float, max_retries: int) -> None:
+        self.grace_period = grace_period
+        self.max_retries = max_retries
+        self.storage = open_storage(url)
+        self.study = retry_locked(optuna.create_study)(
+            storage=self.storage, study_name=study_name, direction="minimize", load_if_exists=True
+        )
+        self.study_id = self.study._study_id
+        self.last_beat: dict[int, float] = {}  # trial id -> time of our last heartbeat (s)
+
+    # -- reading ------------------------------------------------------------------------------
+    @retry_locked
+    def trials(self, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
+        return self.storage.get_all_trials(self.study_id, deepcopy=False, states=states)
+
+    def is_dead(self, trial: FrozenTrial, now: float | None = None) -> bool:
+        """Whether a RUNNING trial's worker is gone (heartbeat too old, or its process ended)."""
+        attrs = trial.system_attrs
+        now = time.time() if now is None else now
+        if now - float(attrs.get("heartbeat", 0.0)) > self.grace_period:
+            return True
+        if attrs.get("host") == HOST and (attrs.get("pid"), attrs.get("pid_start")) != (PID, PID_START):
+            return not _process_alive(int(attrs.get("pid", -1)), float(attrs.get("pid_start", 0.0)))
+        return False
+
+    def states(self, points: list[GridPoint]) -> dict[str, PointState]:
+        """Status of every point, from one read of the storage."""
+        by_key: dict[str, PointState] = {p.key: PointState("pending") for p in points}
+        for trial in self.trials():
+            state = by_key.get(trial.user_attrs.get("point"))
+            if state is not None:
+                state.trials.append(trial)
+        now = time.time()
+        for state in by_key.values():
+            if state.result is not None:
+                state.status = "done"
+            elif any(t.state == TrialState.RUNNING and not self.is_dead(t, now) for t in state.trials):
+                state.status = "running"
+            elif state.errors > self.max_retries:
+                state.status = "failed"
+        return by_key
+
+    # -- writing ------------------------------------------------------------------------------
+    def reap(self) -> list[FrozenTrial]:
+        """Fail RUNNING trials whose worker is dead (reason ``stale``); returns them."""
+        reaped = []
+        for trial in self.trials(states=(TrialState.RUNNING,)):
+            if self.is_dead(trial) and self.fail(trial._trial_id, "stale"):
+                reaped.append(trial)
+        return reaped
+
+    def claim(self, point: GridPoint, run_dir: Path) -> int | None:
+        """Start a trial for ``point``; None when another worker holds or finished the point."""
+        template = optuna.trial.create_trial(
+            state=TrialState.RUNNING,
+            params={"width": point.width, "train_size": point.train_size, "seed": point.seed},
+            distributions={
+                "width": IntDistribution(point.width, point.width, log=True),
+                "train_size": IntDistribution(point.train_size, point.train_size, log=True),
+                "seed": IntDistribution(point.seed, point.seed),
+            },
+            user_attrs={
+                "point": point.key,
+                "family": point.family,
+                "width": point.width,
+                "N": point.num_parameters,
+                "D": point.train_size,
+                "seed": point.seed,
+                "epochs": point.epochs,
+                "designs": list(point.designs),
+                "run_dir": str(run_dir),
+            },
+            system_attrs={"host": HOST, "pid": PID, "pid_start": PID_START, "heartbeat": time.time()},
+        )
+        trial_id = retry_locked(self.storage.create_new_trial)(self.study_id, template_trial=template)
+        now = self.last_beat[trial_id] = time.time()
+        for other in self.trials(states=(TrialState.RUNNING, TrialState.COMPLETE)):
+            if other._trial_id == trial_id or other.user_attrs.get("point") != point.key:
+                continue
+            if other.state == TrialState.COMPLETE or not self.is_dead(other, now):
+                self.fail(trial_id, "yielded")
+                return None
+        return trial_id
+
+    @retry_locked
+    def beat(self, trial_id: int) -> bool:
+        """Record a heartbeat; False when the trial is no longer ours (declared dead elsewhere)."""
+        if self.storage.get_trial(trial_id).state != TrialState.RUNNING:
+            return False
+        try:
+            now = time.time()
+            self.storage.set_trial_system_attr(trial_id, "heartbeat", now)
+        except UpdateFinishedTrialError:
+            return False
+        self.last_beat[trial_id] = now
+        return True
+
+    @retry_locked
+    def complete(self, trial_id: int, value: float, attrs: dict[str, Any]) -> bool:
+        """Record the result; False when the trial had been failed by another worker meanwhile."""
+        try:
+            for key, val in attrs.items():
+                self.storage.set_trial_user_attr(trial_id, key, val)
+            return self.storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [value])
+        except UpdateFinishedTrialError:
+            return False
+
+    @retry_locked
+    def fail(self, trial_id: int, reason: str, attrs: dict[str, Any] | None = None) -> bool:
+        """Mark a trial FAIL with ``reason`` (error / yielded / stale / interrupted)."""
+        try:
+            self.storage.set_trial_system_attr(trial_id, "fail_reason", reason)
+            for key, val in (attrs or {}).items():
+                self.storage.set_trial_user_attr(trial_id, key, val)
+            return self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            return False
+
+
+def _process_alive(pid: int, start: float) -> bool:
+    try:
+        return abs(psutil.Process(pid).create_time() - start) < 1e-3
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return False
