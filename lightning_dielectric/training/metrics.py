@@ -17,6 +17,7 @@ Metrics (ε dimensionless, ω in eV; Re ε includes the vacuum 1, see ``data/sch
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import torch
@@ -33,8 +34,8 @@ METRICS: dict[str, str] = {
     "r2_im": "R² Im ε",
     "sc_re": "SC Re ε",
     "sc_im": "SC Im ε",
-    "drude_abs_err": "|Δω_D| (eV)",
-    "drude_rel_err": "|Δω_D|/ω_D (%)",
+    "drude_abs_err": "abs. error ω_D (eV)",
+    "drude_rel_err": "rel. error ω_D (%)",
     "delta_e": "ΔE*ab (CIE76)",
 }
 STATS = ("mean", "median", "std")
@@ -157,10 +158,11 @@ def latex_table(summary: dict[str, float]) -> str:
 
 
 def write_tables(summary: dict[str, float], directory: str | Path, stem: str = "test_metrics") -> list[Path]:
-    """Write ``<stem>.md`` and ``<stem>.tex`` into ``directory``; returns the paths."""
+    """Write ``<stem>.md``, ``<stem>.tex`` and ``<stem>.json`` (the raw summary) into ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    paths = [directory / f"{stem}.md", directory / f"{stem}.tex"]
+    paths = [directory / f"{stem}.{ext}" for ext in ("md", "tex", "json")]
     paths[0].write_text(markdown_table(summary))
     paths[1].write_text(latex_table(summary))
+    paths[2].write_text(json.dumps(summary, indent=2) + "\n")
     return paths

@@ -1,0 +1,212 @@
+"""``DielectricModule``: trains any ``(batch) -> (ε_inter, ω_D)`` model on the multi-objective loss.
+
+Loss = ``eps_weight`` · MAE over all B × 2001 × 2 spectral values + ``drude_weight`` · MAE of ω_D (eV),
+computed in float32 even under bf16 autocast. AdamW; per-step LR schedule: linear warm-up over
+``warmup_epochs`` from ``warmup_start_lr`` to ``lr``, then cosine annealing to 0 at the last step.
+
+Reloading: run through the ``lightning`` CLI, the model's ``class_path``/``init_args`` are saved
+as hyperparameters (LightningCLI hands ``save_hyperparameters`` the parsed config), so
+``DielectricModule.load_from_checkpoint(path)`` rebuilds the model on its own. A module built in
+Python with a model object does not store the model (it is not a config); reload it with
+``DielectricModule.load_from_checkpoint(path, model=SameModel(...))``. The run's full config is
+also in ``<log_dir>/config.yaml``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from functools import partial
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters
+from pytorch_lightning.loggers import TensorBoardLogger
+from torch.optim.lr_scheduler import LambdaLR
+
+from lightning_dielectric.data.schema import ENERGY_GRID
+from lightning_dielectric.training.metrics import METRICS, SpectralMetrics, summarise_metrics, write_tables
+from lightning_dielectric.training.plots import parity_figure, spectra_figure
+from lightning_dielectric.training.schedule import warmup_cosine
+
+NUM_PLOT_MATERIALS = 4
+HP_METRICS = ("hp/best_val_loss", "hp/eps_loss", "hp/drude_loss", "hp/delta_e")
+
+
+class DielectricModule(pl.LightningModule):
+    """Lightning wrapper: loss, optimiser, schedule, logging, metrics and TensorBoard figures.
+
+    Args:
+        model: maps a ``CrystalGraph`` batch to ``(eps (B, 2001, 2), drude (B,))``.
+        lr: peak AdamW learning rate.
+        weight_decay: AdamW (decoupled) weight decay.
+        warmup_epochs: length of the linear warm-up, in epochs (converted to optimizer steps).
+        warmup_start_lr: learning rate at the first step.
+        eps_weight: weight of the spectra MAE in the loss.
+        drude_weight: weight of the ω_D MAE (eV) in the loss.
+        plot_every_n_epochs: log spectra and Drude parity figures every this many epochs (0: never).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        warmup_epochs: int = 5,
+        warmup_start_lr: float = 1e-7,
+        eps_weight: float = 1.0,
+        drude_weight: float = 1.0,
+        plot_every_n_epochs: int = 10,
+    ) -> None:
+        super().__init__()
+        from_cli = _given_hyperparameters.get() is not None
+        self.save_hyperparameters(ignore=None if from_cli else ["model"], logger=False)
+        self.model = model
+        self.val_metrics = SpectralMetrics()
+        self.test_metrics = SpectralMetrics()
+        self._plot_batch: tuple | None = None
+        self._best: dict[str, float] = {}
+
+    def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model(batch)
+
+    def _losses(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        eps, drude = self(batch)
+        eps, drude = eps.float(), drude.float()
+        eps_loss = (eps - batch.eps).abs().mean()
+        drude_loss = (drude - batch.drude).abs().mean()
+        loss = self.hparams.eps_weight * eps_loss + self.hparams.drude_weight * drude_loss
+        return loss, eps_loss, drude_loss, eps, drude
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss, eps_loss, drude_loss, _, _ = self._losses(batch)
+        n = batch.num_graphs
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True, prog_bar=True)
+        self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=n)
+        self.log("train/eps_loss", eps_loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
+        self.log("train/drude_loss", drude_loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=n)
+        return loss
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if self.global_step % self.trainer.log_every_n_steps:
+            return
+        norms = [p.grad.detach().norm() for p in self.parameters() if p.grad is not None]
+        if norms:
+            self.log("train/grad_norm", torch.linalg.vector_norm(torch.stack(norms)), on_step=True, on_epoch=False)
+
+    def _eval_step(self, batch, stage: str, metrics: SpectralMetrics) -> None:
+        loss, eps_loss, drude_loss, eps, drude = self._losses(batch)
+        n = batch.num_graphs
+        for name, value in (("loss", loss), ("eps_loss", eps_loss), ("drude_loss", drude_loss)):
+            self.log(f"{stage}/{name}", value, on_step=False, on_epoch=True, batch_size=n, sync_dist=True,
+                     prog_bar=name == "loss")
+        metrics.update(eps, drude, batch.eps, batch.drude, list(batch.mat_id))
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val", self.val_metrics)
+        if batch_idx == 0 and self._plotting_epoch():
+            eps, _ = self(batch)
+            k = min(NUM_PLOT_MATERIALS, batch.num_graphs)
+            self._plot_batch = (eps[:k].float().cpu(), batch.eps[:k].cpu(), list(batch.mat_id)[:k])
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "test", self.test_metrics)
+
+    def predict_step(self, batch, batch_idx: int) -> dict:
+        eps, drude = self(batch)
+        return {"mat_id": list(batch.mat_id), "eps": eps.float().cpu(), "drude": drude.float().cpu()}
+
+    def _plotting_epoch(self) -> bool:
+        k = self.hparams.plot_every_n_epochs
+        last = self.trainer.max_epochs is not None and self.current_epoch + 1 == self.trainer.max_epochs
+        return bool(k) and not self.trainer.sanity_checking and ((self.current_epoch + 1) % k == 0 or last)
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_metrics.compute()
+        self.val_metrics.reset()
+        if self.trainer.sanity_checking:
+            return
+        summary = summarise_metrics(values)
+        self.log_dict({f"val/{name}": summary[f"{name}/mean"] for name in METRICS}, sync_dist=False)
+        self._update_hp_metrics(summary)
+        if self._plot_batch is not None and self.trainer.is_global_zero and isinstance(self.logger, TensorBoardLogger):
+            pred, true, ids = self._plot_batch
+            writer, step = self.logger.experiment, self.global_step
+            writer.add_figure("val/spectra", spectra_figure(ENERGY_GRID, pred.numpy(), true.numpy(), ids), step)
+            parity = parity_figure(values["drude_pred"].cpu().numpy(), values["drude_true"].cpu().numpy())
+            writer.add_figure("val/drude_parity", parity, step)
+        self._plot_batch = None
+
+    def _update_hp_metrics(self, summary: dict[str, float]) -> None:
+        """Best-so-far validation losses under ``hp/*`` tags, the metrics of the HParams dashboard."""
+        metrics = self.trainer.callback_metrics
+        if "val/loss" not in metrics:
+            return
+        val_loss = metrics["val/loss"].item()
+        if not self._best or val_loss < self._best["hp/best_val_loss"]:
+            self._best = {
+                "hp/best_val_loss": val_loss,
+                "hp/eps_loss": metrics["val/eps_loss"].item(),
+                "hp/drude_loss": metrics["val/drude_loss"].item(),
+                "hp/delta_e": summary["delta_e/mean"],
+            }
+        if self.logger is not None:
+            self.logger.log_metrics(self._best, step=self.global_step)
+
+    def on_test_epoch_end(self) -> None:
+        summary = summarise_metrics(self.test_metrics.compute())
+        self.test_metrics.reset()
+        self.log_dict({f"test/{k}": v for k, v in summary.items()}, sync_dist=False)
+        if self.trainer.is_global_zero:
+            ckpt = self.trainer.ckpt_path
+            directory = os.path.dirname(os.path.abspath(ckpt)) if ckpt else self.trainer.log_dir or os.getcwd()
+            write_tables(summary, directory)
+
+    def run_hparams(self) -> dict:
+        """What identifies the run in TensorBoard's HParams dashboard: model, family, w, N, D, seed, ..."""
+        config = self.hparams.get("model") or {}
+        init_args = dict(config.get("init_args", {})) if isinstance(config, dict) else {}
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        hp = {
+            "model": type(self.model).__name__,
+            "family": family_of(self.model, init_args),
+            "width": init_args.get("width", getattr(self.model, "width", -1)),
+            "N": sum(p.numel() for p in self.model.parameters()),
+            "D": getattr(datamodule, "num_train", None) or getattr(datamodule, "train_size", None) or -1,
+            "seed": int(os.environ.get("PL_GLOBAL_SEED", -1)),
+        }
+        hp.update({k: self.hparams[k] for k in ("lr", "weight_decay", "warmup_epochs", "eps_weight", "drude_weight")})
+        if self._trainer is not None:
+            hp["max_epochs"] = self.trainer.max_epochs
+        if datamodule is not None:
+            hp["data"] = {k: v for k, v in datamodule.hparams.items() if not k.startswith("_")}
+        return hp
+
+    def on_fit_start(self) -> None:
+        if isinstance(self.logger, TensorBoardLogger):
+            self.logger.log_hyperparams(self.run_hparams(), {name: float("nan") for name in HP_METRICS})
+
+    def configure_optimizers(self) -> dict:
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            raise ValueError("the LR schedule needs a finite run: set trainer.max_epochs or trainer.max_steps")
+        per_epoch = math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches)
+        schedule = partial(
+            warmup_cosine,
+            warmup_steps=round(self.hparams.warmup_epochs * per_epoch),
+            total_steps=int(total),
+            start_factor=self.hparams.warmup_start_lr / self.hparams.lr,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": LambdaLR(optimizer, schedule), "interval": "step"}}
+
+
+def family_of(model: torch.nn.Module, init_args: dict) -> str:
+    """The sweep's family name (``"2b-cgc"``, ...) of a model, or its class name if none matches."""
+    from lightning_dielectric.models import FAMILIES
+
+    for family, (cls, fixed) in FAMILIES.items():
+        if type(model) is cls and all(init_args.get(k, getattr(model, k, None)) == v for k, v in fixed.items()):
+            return family
+    return type(model).__name__
