@@ -115,8 +115,9 @@ def _fixed_text(fixed: dict) -> str:
 def markdown(records: list[dict], *, source: str, n_runs: int, notes: list[str], files: list[str]) -> str:
     lines = [f"# Scaling-law fits of `{source}`", "",
              f"{n_runs} runs; families: {', '.join(sorted({r['family'] for r in records})) or 'none'}.", ""]
-    lines += [f"- {note}" for note in notes]
-    lines += ["", "Each point is the mean validation loss over seeds, sigma the standard deviation over seeds "
+    if notes:
+        lines += [f"- {note}" for note in notes] + [""]
+    lines += ["Each point is the mean validation loss over seeds, sigma the standard deviation over seeds "
               "(ddof = 0); 1D fits use relative sigma, 2D fits absolute sigma; RSS and AICc use the unweighted "
               "residuals of the means. Parameters ± covariance standard errors; 95 % intervals from the "
               "bootstrap over seeds. ΔAICc is relative to the family's best form on that axis.", ""]
@@ -243,10 +244,11 @@ def plot_axis(records: list[dict], series_by_key: dict, axis: str):
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.0, 3.8))
     best = best_records(records)
-    for i, ((fam, ax_name), s) in enumerate(sorted(series_by_key.items())):
+    families = sorted({fam for fam, _ in series_by_key})
+    for (fam, ax_name), s in sorted(series_by_key.items()):
         if ax_name != axis:
             continue
-        color = f"C{i % 10}"
+        color = f"C{families.index(fam) % 10}"
         p = s.points
         ax.errorbar(p.x, p.mean, yerr=p.std, fmt="o", ms=4, capsize=3, color=color, label=fam)
         rec = best.get((fam, axis))

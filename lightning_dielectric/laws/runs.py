@@ -111,14 +111,15 @@ def _run_rows(runs, where: str, **fixed) -> list[dict]:
             loss = float(run["val_loss"])
             n_params = int(run["num_parameter"])
             seed = int(run["seed"])
+            parts = {k: float(run.get(k, np.nan)) for k in ("eps_loss", "drude_loss")}
         except (TypeError, ValueError):
-            raise ValueError(f"{at}: 'seed', 'val_loss' and 'num_parameter' must be numbers") from None
+            raise ValueError(f"{at}: 'seed', 'val_loss', 'num_parameter', 'eps_loss' and 'drude_loss' "
+                             "must be numbers") from None
         if not np.isfinite(loss) or n_params <= 0:
             raise ValueError(f"{at}: val_loss must be finite and num_parameter positive")
         rows.append({
             **fixed, "N": n_params, "seed": seed, "val_loss": loss,
-            "eps_loss": float(run.get("eps_loss", np.nan)), "drude_loss": float(run.get("drude_loss", np.nan)),
-            "epochs": np.nan, "wall_s": np.nan, "run_dir": str(run.get("study_dir", "")),
+            **parts, "epochs": np.nan, "wall_s": np.nan, "run_dir": str(run.get("study_dir", "")),
         })
     return rows
 
