@@ -122,7 +122,7 @@ def entry_to_record(entry: object) -> dict:
         "positions": positions,
         "eps_re": eps_re[:, 1:],
         "eps_im": eps_im[:, 1:],
-        "energy": np.stack([eps_re[:, 0], eps_im[:, 0]]),
+        "energy": [eps_re[:, 0], eps_im[:, 0]],
         "drude": _float_array(_get(data, "drude_freq", "data"), "drude_freq").reshape(-1),
     }
 
@@ -199,6 +199,10 @@ def read_cse_file(path: str) -> Iterator[tuple[str, dict | BadRecord]]:
         except BadRecord as err:
             err.mat_id = _known_mat_id(entry)
             yield source, err
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
+            bad = BadRecord(MALFORMED_VALUE, f"{type(err).__name__}: {err}")
+            bad.mat_id = _known_mat_id(entry)
+            yield source, bad
 
 
 def _known_mat_id(entry: object) -> str | None:

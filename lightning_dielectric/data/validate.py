@@ -9,7 +9,7 @@ A *raw record* is what the source readers (``sources.py``) produce, before avera
   that ``to_row`` averages to Tr ε/3;
 - ``drude``: (k,) float eV — Cartesian components (k = 3) or the RMS already (k = 1); ``to_row``
   stores sqrt(mean(ω_D,i²)), which leaves a single RMS value unchanged;
-- optional ``energy``: (m, 2001) float eV, the energy grids the source gave (checked against
+- optional ``energy``: list of (2001,) float eV, the energy grids the source gave (checked against
   0–20 eV in 0.01 eV steps); optional ``split``: "train" / "val" / "test".
 
 A problem is reported as a reason string ``"<kind>: <detail>"``; the kinds below are what the
@@ -65,6 +65,8 @@ def check_record(rec: dict) -> str | None:
         _check(rec)
     except BadRecord as err:
         return str(err)
+    except (ValueError, TypeError, IndexError, np.linalg.LinAlgError) as err:
+        return f"{MALFORMED_VALUE}: {type(err).__name__}: {err}"
     return None
 
 
@@ -94,7 +96,8 @@ def _check(rec: dict) -> None:
     for key, value in eps.items():
         if value.ndim not in (1, 2) or len(value) != N_ENERGIES:
             raise BadRecord(GRID_LENGTH, f"{key} has shape {value.shape}, expected {N_ENERGIES} energies")
-    for grid in np.asarray(rec.get("energy", np.zeros((0, N_ENERGIES))), dtype=np.float64):
+    for grid in rec.get("energy", ()):
+        grid = np.asarray(grid, dtype=np.float64)
         if len(grid) != N_ENERGIES:
             raise BadRecord(GRID_LENGTH, f"energy grid has {len(grid)} points, expected {N_ENERGIES}")
         if not np.isfinite(grid).all():
