@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 from pymatgen.core import Lattice, Structure
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
@@ -548,3 +549,60 @@ def test_min_image_distance_matches_neighbour_search_on_skewed_cells(seed):
         assert got == pytest.approx(expected, rel=1e-9)
     else:
         assert got == np.inf
+
+
+# ---------------------------------------------------------------- source → ingest → DataModule batch
+
+
+def _batches_by_mat_id(root: Path) -> dict[str, dict]:
+    from lightning_dielectric.data import DielectricDataModule
+
+    dm = DielectricDataModule(str(root), batch_size=3, cutoff=5.0, threebody_cutoff=4.0)
+    out = {}
+    for split in SPLITS:
+        for batch in getattr(dm, f"{split}_dataloader")():
+            ptr = batch.ptr.numpy()
+            edge_vec = batch.pos[batch.edge_index[1]] + torch.einsum(
+                "ek,ekl->el", batch.cell_offset, batch.cell[batch.batch[batch.edge_index[0]]]
+            ) - batch.pos[batch.edge_index[0]]
+            assert float(edge_vec.norm(dim=1).max()) <= 5.0 + 1e-4  # graph consistent with cell and positions
+            for b, mat_id in enumerate(batch.mat_id):
+                nodes = slice(ptr[b], ptr[b + 1])
+                out[mat_id] = {
+                    "split": split,
+                    "atomic_numbers": batch.z[nodes].numpy(),
+                    "positions": batch.pos[nodes].numpy(),
+                    "lattice": batch.cell[b].numpy(),
+                    "eps_re": batch.eps[b, :, 0].numpy(),
+                    "eps_im": batch.eps[b, :, 1].numpy(),
+                    "drude": float(batch.drude[b]),
+                }
+    return out
+
+
+def _assert_batch_matches(got: dict, exp: dict) -> None:
+    np.testing.assert_array_equal(got["atomic_numbers"], exp["atomic_numbers"])
+    np.testing.assert_allclose(got["positions"], exp["positions"], rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(got["lattice"], exp["lattice"], rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(got["eps_re"], exp["eps_re"], rtol=1e-6)
+    np.testing.assert_allclose(got["eps_im"], exp["eps_im"], rtol=1e-6, atol=1e-6)
+    assert got["drude"] == pytest.approx(exp["drude"], rel=1e-6)
+
+
+def test_cse_source_to_datamodule_batch(tmp_path):
+    entries = make_cse_source(tmp_path / "src", 12, seed=21)
+    assert ingest(tmp_path / "src", tmp_path / "ds") == 0
+    got = _batches_by_mat_id(tmp_path / "ds")
+    assert set(got) == set(entries)
+    for mat_id, entry in entries.items():
+        _assert_batch_matches(got[mat_id], expected_from_entry(entry))
+
+
+def test_h5_source_to_datamodule_batch(tmp_path):
+    source = make_h5_source(tmp_path / "h5", sizes=(7, 3, 2), seed=22)
+    assert ingest(tmp_path / "h5", tmp_path / "ds") == 0
+    got = _batches_by_mat_id(tmp_path / "ds")
+    assert set(got) == set(source)
+    for mat_id, (split, rec) in source.items():
+        assert got[mat_id]["split"] == split
+        _assert_batch_matches(got[mat_id], rec)
