@@ -19,6 +19,7 @@ convolved with the Hilbert transform of G (a Dawson function). The grid extends 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -44,7 +45,9 @@ class OpticsSettings:
     ``adaptive``, ``max_broadening``: adaptive broadening (Yates et al., PRB 75, 195121
     (2007)): a line's width is sqrt(broadening² + (adaptive · Δk · |∇_k ΔE|)²), at most
     ``max_broadening``, with Δk the mesh spacing, so that coarse meshes give smooth spectra;
-    the Fermi-surface δ of the Drude term likewise has width sqrt(kT² + (adaptive · Δk · |ħv|)²).
+    the Fermi-surface δ of the Drude term likewise has width sqrt(kT² + (adaptive · Δk · |ħv|)²),
+    at most ``max_broadening``. ``symmetry``: use the point group for the irreducible wedge
+    (time reversal is always used).
     ``symprec``: spglib tolerance in Å for the irreducible wedge. ``degeneracy``: pairs closer
     than this (eV) are intraband (Drude) rather than interband.
     """
@@ -58,6 +61,7 @@ class OpticsSettings:
     degeneracy: float = 1e-4
     adaptive: float = 0.4
     max_broadening: float = 1.0
+    symmetry: bool = True
 
 
 @dataclass
@@ -88,17 +92,21 @@ def monkhorst_pack(lattice: np.ndarray, k_spacing: float) -> tuple[int, int, int
 
 
 def irreducible_kpoints(
-    lattice: np.ndarray, positions: np.ndarray, numbers: np.ndarray, mesh, symprec: float = 1e-5
+    lattice: np.ndarray, positions: np.ndarray, numbers: np.ndarray, mesh, symprec: float | None = 1e-5
 ) -> tuple[np.ndarray, np.ndarray]:
     """Irreducible points of the Γ-centred ``mesh`` and their multiplicities (sum = Π mesh).
 
     Uses the crystal's point-group rotations (spglib, those mapping the mesh onto itself)
-    and time reversal k → −k. Returns fractional k (n, 3) and integer weights (n,).
+    and time reversal k → −k (``symprec=None``: time reversal only). Returns fractional k (n, 3) and integer weights (n,).
     """
     mesh = np.asarray(mesh, dtype=np.int64)
     grid = np.stack(np.meshgrid(*[np.arange(m) for m in mesh], indexing="ij"), -1).reshape(-1, 3)
     frac_pos = positions @ np.linalg.inv(lattice)
-    sym = spglib.get_symmetry((lattice, frac_pos, numbers), symprec=symprec)
+    sym = None
+    if symprec is not None:
+        with warnings.catch_warnings():  # spglib's deprecation notice about its error handling
+            warnings.simplefilter("ignore", DeprecationWarning)
+            sym = spglib.get_symmetry((lattice, frac_pos, np.asarray(numbers)), symprec=symprec)
     rotations = np.unique(sym["rotations"], axis=0) if sym is not None else np.eye(3, dtype=int)[None]
     index = np.arange(len(grid))
     strides = np.array([mesh[1] * mesh[2], mesh[2], 1])
@@ -116,7 +124,7 @@ def irreducible_kpoints(
 def fermi_level(energies: np.ndarray, weights: np.ndarray, n_electrons: float, kT: float) -> float:
     """Chemical potential (eV) with 2 Σ_k w_k Σ_n f(E_nk) / Σ w = n_electrons (bisection)."""
     w = weights[:, None] / weights.sum()
-    lo, hi = energies.min() - 20 * kT, energies.max() + 20 * kT
+    lo, hi = energies.min() - 10.0, energies.max() + 10.0  # full/empty bands: μ 10 eV beyond all states
     for _ in range(60):
         mu = 0.5 * (lo + hi)
         if 2 * np.sum(w * expit((mu - energies) / kT)) < n_electrons:
@@ -129,7 +137,8 @@ def fermi_level(energies: np.ndarray, weights: np.ndarray, n_electrons: float, k
 def optical_response(model: TBModel, settings: OpticsSettings = OpticsSettings(), mesh=None) -> OpticsResult:
     """Interband ε(ω) (direction average, vacuum 1 included in Re) and Drude ω_D of ``model``."""
     mesh = monkhorst_pack(model.lattice, settings.k_spacing) if mesh is None else tuple(int(m) for m in mesh)
-    kfrac, wk = irreducible_kpoints(model.lattice, model.positions, model.numbers, mesh, settings.symprec)
+    symprec = settings.symprec if settings.symmetry else None
+    kfrac, wk = irreducible_kpoints(model.lattice, model.positions, model.numbers, mesh, symprec)
     recip = reciprocal(model.lattice)
     dk = float(np.max(np.linalg.norm(recip, axis=1) / np.asarray(mesh)))  # mesh spacing, Å⁻¹
     n_k_full = int(np.prod(mesh))
@@ -146,6 +155,7 @@ def optical_response(model: TBModel, settings: OpticsSettings = OpticsSettings()
 
     # Drude: Fermi-surface δ(E_n − μ), adaptive Gaussian, over (near-)degenerate pairs incl. n = m.
     width = np.sqrt(settings.kT**2 + (settings.adaptive * dk * np.linalg.norm(band_vel, axis=1)) ** 2)
+    width = np.minimum(width, settings.max_broadening)
     delta = np.exp(-0.5 * ((energies - mu) / width) ** 2) / (np.sqrt(2 * np.pi) * width)  # 1/eV, (n_k, N)
     g = np.where(np.abs(gap) < settings.degeneracy, delta[:, None, :], 0.0) * wk[:, None, None]
     drude2 = E2_OVER_EPS0 * norm * np.einsum("kmn,kamn->", g, vel2) / 3.0  # Tr (ħω_D)² / 3, eV²
@@ -179,11 +189,11 @@ def broadened_spectrum(
     G_σ the normalised Gaussian of standard deviation σ and R_σ its Kramers–Kronig partner.
     Widths are rounded to the classes ``broadening · 1.25^c`` (at most ``max_broadening``);
     each class is binned (linear share between the two nearest bins) and all classes are
-    convolved in one FFT. The grid is 0, dE, … up to max(e_max_ext, max E + 1 eV), rounded up
-    to whole 20 eV.
+    convolved in one FFT. The grid is 0, dE, … up to max(e_max_ext, max E + 6 max_broadening),
+    rounded up to whole 20 eV, so no line is cut off.
     """
     de = settings.bin_width
-    e_top = max(settings.e_max_ext, float(energies.max(initial=0.0)) + 1.0)
+    e_top = max(settings.e_max_ext, float(energies.max(initial=0.0)) + 6 * settings.max_broadening)
     n_bins = int(round(np.ceil(e_top / 20.0) * 20.0 / de)) + 1
     classes = _width_classes(settings.broadening, settings.max_broadening)
     cls = np.clip(np.round(np.log(sigma / classes[0]) / np.log(WIDTH_RATIO)), 0, len(classes) - 1).astype(np.int64)

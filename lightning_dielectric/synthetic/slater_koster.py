@@ -19,6 +19,7 @@ Sources (see ``docs/synthetic_data.md``):
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -97,7 +98,10 @@ def element_params(z: int, max_l: int | None = None) -> ElementParams:
         onsite += [d[1]] * 5
         r_d = R_D[el.symbol]
     n_e = group if group <= 12 else group - 10
-    radius = el.metallic_radius if el.metallic_radius else float(el.atomic_radius)
+    with warnings.catch_warnings():  # pymatgen warns for elements without a metallic radius
+        warnings.simplefilter("ignore")
+        metallic = el.metallic_radius
+    radius = float(metallic) if metallic else float(el.atomic_radius)
     n_orb = len(onsite)
     if max_l is not None:
         n_orb = min(n_orb, (1, 4, 9)[max_l])

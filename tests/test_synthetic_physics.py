@@ -1,0 +1,187 @@
+"""Physics invariants of the tight-binding optics generator (small meshes to stay fast)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import spglib
+
+from lightning_dielectric.synthetic.hamiltonian import build_model
+from lightning_dielectric.synthetic.optics import OpticsSettings, irreducible_kpoints, optical_response, reciprocal
+from lightning_dielectric.synthetic.prototypes import MIN_DISTANCE_RATIO, PROTOTYPES, min_distance_ratio, random_structure
+from lightning_dielectric.synthetic.slater_koster import bond_parameters, element_params, hopping_blocks, orbital_rotation
+
+FCC = np.array([[0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 0.5, 0.0]])
+
+
+def _random_rotation(rng) -> np.ndarray:
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q if np.linalg.det(q) > 0 else -q
+
+
+def _low_symmetry_cell(seed: int = 3):
+    """A strained, displaced two-atom cell (B2 AlNi-like) with no symmetry but time reversal."""
+    rng = np.random.default_rng(seed)
+    lattice = 2.9 * (np.eye(3) + 0.03 * rng.normal(size=(3, 3)))
+    positions = np.array([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]]) @ lattice + 0.05 * rng.normal(size=(2, 3))
+    return lattice, np.array([13, 28]), positions
+
+
+def test_hopping_blocks_follow_slater_koster_table():
+    a, b = element_params(29), element_params(78)  # Cu (s p d) to Pt (s p d)
+    rng = np.random.default_rng(0)
+    vec = rng.normal(size=(6, 3))
+    vec *= 2.7 / np.linalg.norm(vec, axis=1, keepdims=True)
+    t = hopping_blocks(vec, a, b)
+    p = bond_parameters(np.full(6, 2.7), a, b)
+    cut = t[:, 0, 0] / p["ss_sigma"]  # the (common) cut-off factor
+    l, m, n = (vec / 2.7).T
+    s3 = np.sqrt(3.0)
+    expected = {
+        (0, 1): l * p["sp_sigma"],
+        (1, 2): l * m * (p["pp_sigma"] - p["pp_pi"]),
+        (1, 4): s3 * l**2 * m * p["pd_sigma_b"] + m * (1 - 2 * l**2) * p["pd_pi_b"],
+        (3, 8): n * (n**2 - (l**2 + m**2) / 2) * p["pd_sigma_b"] + s3 * n * (l**2 + m**2) * p["pd_pi_b"],
+        (0, 7): s3 / 2 * (l**2 - m**2) * p["sd_sigma_b"],
+        (4, 4): 3 * l**2 * m**2 * p["dd_sigma"] + (l**2 + m**2 - 4 * l**2 * m**2) * p["dd_pi"] + (n**2 + l**2 * m**2) * p["dd_delta"],
+        (5, 7): 1.5 * m * n * (l**2 - m**2) * p["dd_sigma"] - m * n * (1 + 2 * (l**2 - m**2)) * p["dd_pi"]
+        + m * n * (1 + (l**2 - m**2) / 2) * p["dd_delta"],
+        (8, 8): (n**2 - (l**2 + m**2) / 2) ** 2 * p["dd_sigma"] + 3 * n**2 * (l**2 + m**2) * p["dd_pi"]
+        + 0.75 * (l**2 + m**2) ** 2 * p["dd_delta"],
+    }
+    for (i, j), value in expected.items():
+        np.testing.assert_allclose(t[:, i, j], cut * value, atol=1e-12, err_msg=f"element ({i}, {j})")
+    # Reverse bond: ⟨β on b|H|α on a⟩ = ⟨α on a|H|β on b⟩.
+    np.testing.assert_allclose(hopping_blocks(-vec, b, a), np.swapaxes(t, 1, 2), atol=1e-12)
+
+
+def test_orbital_rotation_is_orthogonal_and_covariant():
+    rng = np.random.default_rng(1)
+    r1, r2 = _random_rotation(rng), _random_rotation(rng)
+    d1, d2, d12 = orbital_rotation(np.stack([r1, r2, r1 @ r2]))
+    np.testing.assert_allclose(d1 @ d1.T, np.eye(9), atol=1e-12)
+    np.testing.assert_allclose(d1 @ d2, d12, atol=1e-12)  # a representation
+    a, b = element_params(29), element_params(78)
+    vec = rng.normal(size=(4, 3)) * 1.6
+    np.testing.assert_allclose(hopping_blocks(vec @ r1.T, a, b), d1 @ hopping_blocks(vec, a, b) @ d1.T, atol=1e-12)
+
+
+def test_hamiltonian_hermitian_and_gradient_is_derivative():
+    model = build_model(*_low_symmetry_cell())
+    rng = np.random.default_rng(2)
+    k = rng.normal(size=(3, 3))
+    h, dh = model.hamiltonian(k)
+    np.testing.assert_allclose(h, np.conj(np.swapaxes(h, 1, 2)), atol=1e-12)
+    step = 1e-6
+    for a in range(3):
+        shift = np.zeros(3)
+        shift[a] = step
+        numeric = (model.hamiltonian(k + shift)[0] - model.hamiltonian(k - shift)[0]) / (2 * step)
+        np.testing.assert_allclose(dh[:, a], numeric, atol=1e-6)
+
+
+def test_prototypes_have_their_space_groups_and_draws_respect_distances():
+    expected = {"A1": 225, "A2": 229, "A3": 194, "B2": 221, "L1_2": 221, "L1_0": 123, "C15": 227, "L2_1": 225,
+                "C1_b": 216, "A15": 223, "C32": 191, "B_h": 187, "D0_3": 225}
+    for proto in PROTOTYPES:
+        lattice, positions, labels = proto.cell(4.0)
+        numbers = [{"A": 29, "B": 13, "C": 25}[x] for x in labels]
+        data = spglib.get_symmetry_dataset((lattice, positions @ np.linalg.inv(lattice), numbers), symprec=1e-4)
+        assert data.number == expected[proto.name], proto.name
+        assert 1 <= len(labels) <= 8
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        lattice, numbers, positions, _ = random_structure(rng)
+        radii = np.array([element_params(int(z)).radius for z in numbers])
+        assert min_distance_ratio(lattice, positions, radii) >= MIN_DISTANCE_RATIO
+        assert numbers.max() <= 83
+
+
+def test_irreducible_weights_sum_to_mesh_and_reduce_cubic_mesh():
+    lattice = 3.6 * FCC
+    k, w = irreducible_kpoints(lattice, np.zeros((1, 3)), np.array([29]), (8, 8, 8))
+    assert w.sum() == 512 and len(k) == 29  # the textbook 29 points of an 8×8×8 Γ-centred fcc mesh
+    lattice, numbers, positions = _low_symmetry_cell()
+    k, w = irreducible_kpoints(lattice, positions, numbers, (4, 4, 4))
+    assert w.sum() == 64 and len(k) == 36  # time reversal only: (64 + 8 self-inverse points) / 2
+
+
+@pytest.fixture(scope="module")
+def low_symmetry_result():
+    model = build_model(*_low_symmetry_cell())
+    return model, optical_response(model, mesh=(8, 8, 8))
+
+
+def test_spectra_positive_finite_and_drude_finite(low_symmetry_result):
+    _, res = low_symmetry_result
+    assert np.all(res.eps_im >= 0) and np.all(np.isfinite(res.eps_im)) and np.all(np.isfinite(res.eps_re))
+    assert res.eps_im.max() > 0.1  # a metal with several bands does absorb
+    assert np.isfinite(res.drude) and 1.0 < res.drude < 25.0
+    assert res.eps_re_ext.shape[0] * OpticsSettings().bin_width >= 40.0
+
+
+def test_kramers_kronig_consistency(low_symmetry_result):
+    """Re ε − 1 from Im ε by an independent discrete KK integral (Maclaurin's odd/even rule).
+
+    Tolerance: 2 % of max |Re ε − 1| on 0.5–20 eV (discretisation of the 0.01 eV grid).
+    """
+    _, res = low_symmetry_result
+    im, h = res.eps_im_ext, OpticsSettings().bin_width
+    w = np.arange(len(im)) * h
+    idx = np.arange(50, 2001, 25)
+    kk = np.empty(len(idx))
+    for n, i in enumerate(idx):
+        j = np.arange((i + 1) % 2, len(im), 2)  # points with j − i odd: the pole is never hit
+        kk[n] = 1.0 + (2 / np.pi) * 2 * h * np.sum(w[j] * im[j] / (w[j] ** 2 - w[i] ** 2))
+    scale = np.abs(res.eps_re[50:] - 1).max()
+    assert np.abs(kk - res.eps_re_ext[idx]).max() < 0.02 * scale
+
+
+@pytest.mark.parametrize("adaptive, tol", [(0.0, 1e-4), (OpticsSettings.adaptive, 1e-2)])
+def test_supercell_gives_same_spectra(adaptive, tol):
+    """A 2×1×1 supercell on the folded mesh reproduces ε and ω_D.
+
+    With a fixed line width the agreement is exact up to round-off (this checks the mesh
+    folding and the velocity operator with positions). Adaptive widths use diagonal band
+    velocities, which are basis-dependent where folded bands are exactly degenerate (two of
+    the four k₁ planes here), hence the 1 % tolerance for the default settings.
+    """
+    settings = OpticsSettings(adaptive=adaptive)
+    lattice, numbers, positions = _low_symmetry_cell()
+    res = optical_response(build_model(lattice, numbers, positions), settings, mesh=(8, 8, 8))
+    super_lattice = lattice * np.array([[2.0], [1.0], [1.0]])
+    super_positions = np.vstack([positions, positions + lattice[0]])
+    sup = optical_response(build_model(super_lattice, np.tile(numbers, 2), super_positions), settings, mesh=(4, 8, 8))
+    assert abs(sup.drude - res.drude) < tol * res.drude
+    np.testing.assert_allclose(sup.eps_im, res.eps_im, atol=tol * res.eps_im.max())
+    np.testing.assert_allclose(sup.eps_re, res.eps_re, atol=tol * np.abs(res.eps_re).max())
+
+
+def test_rotation_and_translation_change_nothing(low_symmetry_result):
+    _, res = low_symmetry_result
+    lattice, numbers, positions = _low_symmetry_cell()
+    rot = _random_rotation(np.random.default_rng(5))
+    moved = optical_response(build_model(lattice @ rot.T, numbers, positions @ rot.T + [0.3, -1.7, 2.2]), mesh=(8, 8, 8))
+    assert abs(moved.drude - res.drude) < 1e-4 * res.drude
+    np.testing.assert_allclose(moved.eps_im, res.eps_im, atol=1e-4 * res.eps_im.max())
+    np.testing.assert_allclose(moved.eps_re, res.eps_re, atol=1e-4 * np.abs(res.eps_re).max())
+
+
+def test_symmetric_wedge_equals_full_mesh():
+    """fcc Cu: the irreducible-wedge sum equals the sum over the full mesh (symmetry off)."""
+    model = build_model(3.6 * FCC, [29], [[0, 0, 0]])
+    wedge = optical_response(model, mesh=(6, 6, 6))
+    full = optical_response(model, OpticsSettings(symmetry=False), mesh=(6, 6, 6))
+    assert wedge.n_kpoints < full.n_kpoints
+    assert abs(wedge.drude - full.drude) < 1e-4 * full.drude
+    np.testing.assert_allclose(wedge.eps_im, full.eps_im, atol=1e-4 * full.eps_im.max())
+
+
+def test_single_s_band_has_no_interband_and_full_band_no_drude():
+    lattice = 3.0 * FCC
+    one = optical_response(build_model(lattice, [11], [[0, 0, 0]], max_l=0), mesh=(6, 6, 6))
+    assert np.all(one.eps_im == 0) and np.all(one.eps_re == 1)
+    assert one.drude > 1.0  # half-filled s band: a metal
+    full = optical_response(build_model(lattice, [11], [[0, 0, 0]], max_l=0, n_electrons=2), mesh=(6, 6, 6))
+    assert full.drude < 1e-8
