@@ -61,18 +61,21 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 def retry_locked(fn: Callable[..., T]) -> Callable[..., T]:
     """Retry a storage call that SQLite refused with 'database is locked' (concurrent writers)."""
+    return _retrying(fn, lambda err: "locked" in str(err))
 
+
+def _retrying(fn: Callable[..., T], transient: Callable[[Exception], bool]) -> Callable[..., T]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> T:
-        from sqlalchemy.exc import OperationalError
+        from sqlalchemy.exc import IntegrityError, OperationalError
 
         for attempt in range(20):
             try:
                 return fn(*args, **kwargs)
-            except OperationalError as err:
-                if "locked" not in str(err) or attempt == 19:
+            except (OperationalError, IntegrityError) as err:
+                if not transient(err) or attempt == 19:
                     raise
-                time.sleep(random.uniform(0.05, 0.5) * (1 + attempt))
+                time.sleep(random.uniform(0.05, 0.3) * (1 + attempt))
         raise AssertionError("unreachable")
 
     return wrapper
@@ -84,10 +87,13 @@ def open_storage(url: str) -> BaseStorage:
         path = Path(url.removeprefix("journal:"))
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
+    # Workers starting at once race to create the schema; the loser retries and finds it made.
+    create = _retrying(RDBStorage, lambda err: "locked" in str(err) or "exists" in str(err) or "UNIQUE" in str(err)
+                       or "unique" in str(err) or "duplicate" in str(err))
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        return retry_locked(RDBStorage)(url, engine_kwargs={"connect_args": {"timeout": 60}})
-    return RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        return create(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    return create(url, engine_kwargs={"pool_pre_ping": True})
 
 
 @dataclass
