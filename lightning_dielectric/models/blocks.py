@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch_geometric.nn import MLP, CGConv, LayerNorm, TransformerConv
+from torch_geometric.nn import MLP, LayerNorm, TransformerConv
+
+from lightning_dielectric.models.convs import FactorisedCGConv, split_linear
 
 
 def mlp(channels: list[int]) -> MLP:
@@ -17,10 +19,10 @@ def mlp(channels: list[int]) -> MLP:
 
 
 def make_conv(kind: str, width: int, heads: int = 2) -> torch.nn.Module:
-    """Two-body convolution: ``"cgc"`` → CGConv(w, dim=w, aggr="add");
+    """Two-body convolution: ``"cgc"`` → CGConv(w, dim=w, aggr="add") (factorised, same parameters);
     ``"tc"`` → TransformerConv(w, w/heads, heads, concat, beta, edge_dim=w)."""
     if kind == "cgc":
-        return CGConv(width, dim=width, aggr="add")
+        return FactorisedCGConv(width, dim=width)
     if kind == "tc":
         if width % heads:
             raise ValueError(f"width {width} must be divisible by the number of heads {heads}")
@@ -51,7 +53,8 @@ class TripletBlock(torch.nn.Module):
     3. line graph (nodes = edges, edges = triplets, features a): e ← InteractionBlock(TC w/8 × 8 heads)
     4. atom graph with the updated e: x ← InteractionBlock(TC w/8 × 8 heads)
 
-    All LayerNorms are PyG ``LayerNorm(w, mode="graph")`` over the rows of each structure.
+    All LayerNorms are PyG ``LayerNorm(w, mode="graph")`` over the rows of each structure. The
+    Linear(3w → w) maps are evaluated blockwise (:func:`split_linear`), identical in value.
     """
 
     def __init__(self, width: int, heads: int = 8, mlp_ratio: int = 6):
@@ -65,9 +68,9 @@ class TripletBlock(torch.nn.Module):
 
     def forward(self, x, e, a, edge_index, triplet_index, batch, edge_batch, triplet_batch, num_graphs):
         src, dst = edge_index
-        e = self.edge_norm(e + self.edge_lin(torch.cat([x[src], x[dst], e], dim=-1)), edge_batch, num_graphs)
+        e = self.edge_norm(e + split_linear(self.edge_lin, [(x, src), (x, dst), (e, None)]), edge_batch, num_graphs)
         t1, t2 = triplet_index
-        a = self.angle_norm(a + self.angle_lin(torch.cat([e[t1], e[t2], a], dim=-1)), triplet_batch, num_graphs)
+        a = self.angle_norm(a + split_linear(self.angle_lin, [(e, t1), (e, t2), (a, None)]), triplet_batch, num_graphs)
         e = self.line_block(e, triplet_index, a, edge_batch, num_graphs)
         x = self.atom_block(x, edge_index, e, batch, num_graphs)
         return x, e, a
