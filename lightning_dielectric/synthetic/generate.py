@@ -17,7 +17,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 import numpy as np
@@ -133,21 +133,29 @@ def generate(
 
 def _run(todo, seed, settings, path, workers, done, n, progress) -> int:
     if workers == 1:
-        for c, start, stop in todo:
-            done += _chunk(seed, start, stop, settings, str(path[c]))
-            if progress:
-                progress(done, n)
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):  # tiny matrices: BLAS threads only add overhead
+            for c, start, stop in todo:
+                done += _chunk(seed, start, stop, settings, str(path[c]))
+                if progress:
+                    progress(done, n)
         return done
-    # One BLAS thread per worker: the workers are the parallelism (set before they import numpy).
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+    method = "fork" if "fork" in get_all_start_methods() else "spawn"  # fork: no re-import per worker
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method), initializer=_init_worker) as pool:
         futures = [pool.submit(_chunk, seed, start, stop, settings, str(path[c])) for c, start, stop in todo]
         for future in as_completed(futures):
             done += future.result()
             if progress:
                 progress(done, n)
     return done
+
+
+def _init_worker() -> None:
+    """One BLAS thread per worker process: the workers are the parallelism."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
 
 
 def _read_chunks(paths: list[Path]) -> Iterator[pa.Table]:

@@ -146,6 +146,7 @@ def optical_response(model: TBModel, settings: OpticsSettings = OpticsSettings()
     energies, vecs = np.linalg.eigh(h)
     u = vecs.astype(np.complex64)  # single precision suffices for |⟨m|ħv|n⟩|² and is several times faster
     vel = np.conj(np.swapaxes(u, 1, 2))[:, None] @ (dh.astype(np.complex64) @ u[:, None])  # ⟨m|ħv_a|n⟩ eV·Å
+    vel = _resolve_degenerate(energies, vel, settings.degeneracy)
     vel2 = (vel.real**2 + vel.imag**2).astype(np.float64)  # (n_k, 3, N, N)
     band_vel = np.diagonal(vel.real, axis1=2, axis2=3).astype(np.float64)  # ħv_nk, (n_k, 3, N)
     mu = fermi_level(energies, wk, model.n_electrons, settings.kT)
@@ -178,6 +179,30 @@ def optical_response(model: TBModel, settings: OpticsSettings = OpticsSettings()
         eps_re_ext=eps_re_ext,
         eps_im_ext=eps_im_ext,
     )
+
+
+_PROBE = np.array([0.5377, 0.3219, 0.7795])  # a generic direction (no crystal axis)
+
+
+def _resolve_degenerate(energies: np.ndarray, vel: np.ndarray, tol: float) -> np.ndarray:
+    """Rotate the basis inside (near-)degenerate subspaces so that ê·ħv is diagonal there.
+
+    Degenerate perturbation theory fixes the eigenvectors that the adaptive widths (diagonal
+    band velocities) need; e.g. bands folded onto one k by a supercell become the primitive
+    cell's states again. Only k points with a degeneracy are touched. ``vel`` (n_k, 3, N, N).
+    """
+    ks = np.flatnonzero((np.diff(energies, axis=1) < tol).any(axis=1))
+    if len(ks) == 0:
+        return vel
+    e, v = energies[ks], vel[ks].astype(np.complex128)
+    same = np.abs(e[:, :, None] - e[:, None, :]) < tol
+    probe = np.einsum("a,kamn->kmn", _PROBE / np.linalg.norm(_PROBE), v) * same
+    # Energies scaled far beyond any velocity keep eigenvectors inside their degenerate block.
+    scale = 100.0 * (np.abs(probe).max() + 1.0) / tol
+    _, w = np.linalg.eigh(probe + scale * (e[:, :, None] * np.eye(e.shape[1])))
+    out = vel.copy()
+    out[ks] = (np.conj(np.swapaxes(w, 1, 2))[:, None] @ v @ w[:, None]).astype(vel.dtype)
+    return out
 
 
 def broadened_spectrum(
