@@ -277,9 +277,11 @@ def read_h5_groups(path: str, names: list[str], split: str | None) -> Iterator[t
 
 
 def _h5_value(group, key: str):
-    if key not in group:
-        raise BadRecord(MISSING_KEY, key)
-    return group[key][()]
+    try:
+        dataset = group[key]
+    except KeyError:
+        raise BadRecord(MISSING_KEY, key) from None
+    return dataset[()]
 
 
 def detect_format(source: Path) -> str:
