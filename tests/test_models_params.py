@@ -66,6 +66,8 @@ def test_params_command(tmp_path, capsys):
         "      class_path: lightning_dielectric.models.OptiMetal3B\n",
     )
     assert config_parameter_count(nested, 32) == 635_459
+    shorthand = write_config(tmp_path / "m.yaml", "model:\n  model: lightning_dielectric.models.MagpieBaseline\n")
+    assert config_parameter_count(shorthand) == count_parameters("magpie", 256)
 
 
 @pytest.mark.parametrize(

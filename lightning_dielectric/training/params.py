@@ -27,6 +27,8 @@ def network_spec(config: dict, source: str) -> tuple[str, dict]:
     if "model" not in model and isinstance(model.get("init_args"), dict):
         model = model["init_args"]
     spec = model.get("model")
+    if isinstance(spec, str):  # jsonargparse shorthand: just the class path
+        spec = {"class_path": spec}
     if not isinstance(spec, dict) or "class_path" not in spec:
         raise ValueError(f"{source}: missing key 'model.model.class_path'")
     init_args = spec.get("init_args") or {}
