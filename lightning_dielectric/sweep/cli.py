@@ -50,17 +50,18 @@ def run_main(argv: list[str]) -> int:
     from lightning_dielectric.sweep.driver import Driver
 
     console = Console(stderr=True)
+    log = console.log if console.is_terminal else _plain
     try:
-        driver = Driver(spec, workers=args.workers, log=console.log if console.is_terminal else _plain)
+        driver = Driver(spec, workers=args.workers, log=log)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    console.log(f"[sweep] {spec.study_name}: {len(driver.points)} grid points, {driver.workers} workers, "
-                f"storage {spec.storage_url}")
+    log(f"[sweep] {spec.study_name}: {len(driver.points)} grid points, {driver.workers} workers, "
+        f"storage {spec.storage_url}")
     try:
         _watch(driver, console)
     except KeyboardInterrupt:
-        console.log("[sweep] interrupted: stopping trials (they resume from last.ckpt on the next run)")
+        log("[sweep] interrupted: stopping trials (they resume from last.ckpt on the next run)")
         driver.stop.set()
         for t in threading.enumerate():
             if t.name.startswith("sweep-worker"):
@@ -69,9 +70,9 @@ def run_main(argv: list[str]) -> int:
     states = driver.open_store().states(driver.points)
     failed = [k for k, s in states.items() if s.status == "failed"]
     for key in failed:
-        console.log(f"[sweep] point failed after {spec.max_retries + 1} attempts: {key}")
+        log(f"[sweep] point failed after {spec.max_retries + 1} attempts: {key}")
     if not args.no_report:
-        rc = _report(spec, driver.points, states, console)
+        rc = _report(spec, driver.points, states, log)
         if rc:
             return rc
     return 1 if failed else 0
@@ -106,19 +107,19 @@ def _plain(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _report(spec: SweepSpec, points, states, console) -> int:
+def _report(spec: SweepSpec, points, states, log) -> int:
     from lightning_dielectric.sweep.export import runs_table, write_runs
 
     table = runs_table(points, states)
     if table.empty:
-        console.log("[sweep] no completed runs: nothing to export")
+        log("[sweep] no completed runs: nothing to export")
         return 1
     parquet, csv = write_runs(table, spec.out)
-    console.log(f"[sweep] runs table: {parquet} and {csv} ({len(table)} rows)")
+    log(f"[sweep] runs table: {parquet} and {csv} ({len(table)} rows)")
     from lightning_dielectric.laws.cli import fit_main
 
     report = spec.out / "report"
-    console.log(f"[sweep] scaling-law report -> {report}")
+    log(f"[sweep] scaling-law report -> {report}")
     return int(fit_main([str(parquet), "--out", str(report)]) or 0)
 
 
