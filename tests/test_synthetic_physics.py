@@ -185,3 +185,15 @@ def test_single_s_band_has_no_interband_and_full_band_no_drude():
     assert one.drude > 1.0  # half-filled s band: a metal
     full = optical_response(build_model(lattice, [11], [[0, 0, 0]], max_l=0, n_electrons=2), mesh=(6, 6, 6))
     assert full.drude < 1e-8
+
+
+def test_reference_metals_are_plausible():
+    """fcc Al, Cu, Ag, Au, Pt: ω_D within 1–25 eV, spectra finite, Al above the noble metals."""
+    from lightning_dielectric.synthetic.reference import reference_results
+
+    results = reference_results()
+    for name, r in results.items():
+        assert 1.0 < r.drude < 25.0, name
+        assert np.all(np.isfinite(r.eps_re)) and np.all(r.eps_im >= 0), name
+        assert np.abs(np.diff(r.eps_im)).max() < 0.2 * r.eps_im.max(), name  # smooth on the 0.01 eV grid
+    assert results["Al"].drude > max(results[m].drude for m in ("Cu", "Ag", "Au"))

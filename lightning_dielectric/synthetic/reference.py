@@ -1,0 +1,71 @@
+"""Plausibility check: the generator on fcc Al, Cu, Ag, Au and Pt against literature ω_D.
+
+Run ``python -m lightning_dielectric.synthetic.reference docs/`` to print the Markdown table
+and write ``synthetic_reference_metals.png`` (used in ``docs/synthetic_data.md``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .hamiltonian import build_model
+from .optics import OpticsResult, optical_response
+
+# Experimental room-temperature fcc lattice constants (Å) and Drude plasma energies ħω_D (eV)
+# of the Drude fits to optical data by Ordal et al., Appl. Opt. 24, 4493 (1985)
+# (ω_p in cm⁻¹ converted with 1 eV = 8065.54 cm⁻¹).
+METALS = {
+    "Al": (13, 4.050, 14.75),
+    "Cu": (29, 3.615, 7.39),
+    "Ag": (47, 4.086, 8.99),
+    "Au": (79, 4.078, 9.03),
+    "Pt": (78, 3.924, 5.15),
+}
+FCC = np.array([[0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 0.5, 0.0]])
+
+
+def reference_results() -> dict[str, OpticsResult]:
+    """Default-settings results for the five fcc metals (one atom per primitive cell)."""
+    return {name: optical_response(build_model(a * FCC, [z], [[0.0, 0.0, 0.0]])) for name, (z, a, _) in METALS.items()}
+
+
+def markdown_table(results: dict[str, OpticsResult]) -> str:
+    lines = [
+        "| metal | a (Å) | k mesh | ħω_D TB (eV) | ħω_D literature (eV) | Re ε(0) | max Im ε (0–20 eV) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        _, a, lit = METALS[name]
+        mesh = "×".join(map(str, r.mesh))
+        lines.append(f"| {name} | {a:.3f} | {mesh} | {r.drude:.2f} | {lit:.2f} | {r.eps_re[0]:.1f} | {r.eps_im.max():.1f} |")
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, OpticsResult], path: str | Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..data.schema import ENERGY_GRID
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, r in results.items():
+        axes[0].plot(ENERGY_GRID, r.eps_re, label=f"{name} (ħω_D = {r.drude:.1f} eV)")
+        axes[1].plot(ENERGY_GRID, r.eps_im, label=name)
+    axes[0].set(xlabel="ħω (eV)", ylabel="Re ε_inter", ylim=(-20, 60), title="Re ε_inter (incl. vacuum 1)")
+    axes[1].set(xlabel="ħω (eV)", ylabel="Im ε_inter", ylim=(0, 60), title="Im ε_inter")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
+    res = reference_results()
+    plot(res, out / "synthetic_reference_metals.png")
+    print(markdown_table(res))
