@@ -133,3 +133,15 @@ def test_single_graph_batch_trains():
     model = OptiMetal2B(WIDTH).train()
     eps, drude = model(Batch.from_data_list(structures()[:1]))
     assert eps.shape == (1, 2001, 2) and drude.shape == (1,)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_bf16_autocast_forward_backward(family):
+    """The ``bf16-mixed`` path (mixed float32/bfloat16 tensors inside the blocks) runs and trains."""
+    torch.manual_seed(0)
+    model = build_model(family, WIDTH).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        eps, drude = model(Batch.from_data_list(structures()))
+    assert eps.shape == (4, 2001, 2) and torch.isfinite(eps.float()).all()
+    (eps.float().abs().mean() + drude.float().mean()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

@@ -46,4 +46,4 @@ class FactorisedCGConv(CGConv):
         node_j = F.linear(x, weight[:, c:2 * c]).index_select(0, src)
         gate, core = (F.linear(edge_attr, weight[:, 2 * c:], bias) + node_i + node_j).chunk(2, dim=-1)
         messages = gate.sigmoid() * F.softplus(core)
-        return x.index_add(0, dst, messages)
+        return x.index_add(0, dst, messages.to(x.dtype))  # dtypes differ under autocast
