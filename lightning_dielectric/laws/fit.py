@@ -29,6 +29,9 @@ from scipy.optimize import OptimizeWarning, curve_fit
 
 from .forms import FORMS, Form, starts
 
+MAX_NFEV_LM = 5000  # per start; a start that needs more is a poor start
+MAX_NFEV_TRF = 1000
+
 
 @dataclass
 class Points:
@@ -100,15 +103,15 @@ def _xdata(form: Form, x: np.ndarray) -> np.ndarray:
     return np.log(np.asarray(x, dtype=float))
 
 
-def _one_fit(form: Form, lx, y, sigma, absolute_sigma, theta0):
-    """curve_fit from one start; returns (theta, pcov, chi2) or None if it failed."""
-    lo, hi = form.bounds_internal()
-    theta0 = np.clip(np.asarray(theta0, dtype=float), lo + 1e-12 * (np.isfinite(lo)), hi)
+def _curve_fit(form: Form, lx, y, sigma, absolute_sigma, theta0, bounded: bool):
+    """One curve_fit call: Levenberg–Marquardt, or trust-region reflective within the form's
+    bounds; returns (theta, pcov, chi2) or None if it failed or left the finite range."""
     kw = dict(p0=theta0, sigma=sigma, absolute_sigma=absolute_sigma)
-    if form.bounded:
-        kw.update(bounds=(lo, hi), method="trf", max_nfev=20000)
+    if bounded:
+        lo, hi = form.bounds_internal()
+        kw.update(p0=np.clip(theta0, lo, hi), bounds=(lo, hi), method="trf", max_nfev=MAX_NFEV_TRF)
     else:
-        kw.update(method="lm", maxfev=20000)
+        kw.update(method="lm", maxfev=MAX_NFEV_LM)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", OptimizeWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -121,6 +124,40 @@ def _one_fit(form: Form, lx, y, sigma, absolute_sigma, theta0):
         return None
     w = 1.0 if sigma is None else sigma
     return theta, pcov, float(np.sum(((y - pred) / w) ** 2))
+
+
+def _best_fit(form: Form, lx, y, sigma, absolute_sigma, thetas) -> tuple[tuple | None, int]:
+    """Lowest-chi² local fit over the starts ``thetas``, and how many starts converged.
+
+    Every start is fitted without bounds first (Levenberg–Marquardt, fast). For a bounded form an
+    end point outside the bounds is polished within them (trust-region reflective from its
+    clipped value) — but only while its unbounded chi² is below the best feasible chi² so far,
+    since the bounded optimum of that basin cannot be lower than it. Starts where the unbounded
+    fit fails are retried within the bounds.
+    """
+    fits = [_curve_fit(form, lx, y, sigma, absolute_sigma, np.asarray(t, dtype=float), bounded=False) for t in thetas]
+    if not form.bounded:
+        ok = [f for f in fits if f is not None]
+        return (min(ok, key=lambda f: f[2]) if ok else None), len(ok)
+    lo, _ = form.bounds_internal()
+    feasible = [f for f in fits if f is not None and np.all(f[0] >= lo)]
+    outside = sorted((f for f in fits if f is not None and not np.all(f[0] >= lo)), key=lambda f: f[2])
+    failed = [np.asarray(t, dtype=float) for t, f in zip(thetas, fits) if f is None]
+    best = min(feasible, key=lambda f: f[2]) if feasible else None
+    converged = len(feasible)
+    for f in outside:
+        if best is not None and f[2] >= best[2]:
+            break
+        polished = _curve_fit(form, lx, y, sigma, absolute_sigma, f[0], bounded=True)
+        if polished is not None:
+            converged += 1
+            best = polished if best is None or polished[2] < best[2] else best
+    for theta in failed:
+        polished = _curve_fit(form, lx, y, sigma, absolute_sigma, theta, bounded=True)
+        if polished is not None:
+            converged += 1
+            best = polished if best is None or polished[2] < best[2] else best
+    return best, converged
 
 
 def _summary(form: Form, lx, y, theta, pcov) -> dict:
@@ -158,25 +195,26 @@ def fit_form(form: Form | str, points: Points, *, absolute_sigma: bool | None = 
         result.absolute_sigma = False
     lx, y = _xdata(form, points.x), points.mean
     x_nat = np.asarray(points.x, dtype=float)
-    reference_theta = form.to_internal(form.reference_start(x_nat if form.dim == 1 else x_nat, y))
-    candidates = [reference_theta] + starts(form, x_nat, y)
-    fits = [_one_fit(form, lx, y, sigma, absolute_sigma, t0) for t0 in candidates]
+    reference_theta = form.to_internal(form.reference_start(x_nat, y))
+    candidates = starts(form, x_nat, y)
+    best, result.starts_ok = _best_fit(form, lx, y, sigma, absolute_sigma, candidates)
+    reference, _ = _best_fit(form, lx, y, sigma, absolute_sigma, [reference_theta])
     result.starts_total = len(candidates)
-    result.starts_ok = sum(f is not None for f in fits)
-    ok = [f for f in fits if f is not None]
-    if not ok:
-        result.message = f"no start of {len(candidates)} converged"
+    if best is None or (reference is not None and reference[2] < best[2]):
+        best = reference
+    if best is None:
+        result.message = f"no start of {len(candidates) + 1} converged"
         return result
-    theta, pcov, chi2 = min(ok, key=lambda f: f[2])
+    theta, pcov, chi2 = best
     summary = _summary(form, lx, y, theta, pcov)
     result.status = "ok"
     result.theta = theta
     result.chi2 = chi2
     result.params, result.stderr = summary["params"], summary["stderr"]
     result.rss, result.aicc = summary["rss"], summary["aicc"]
-    if fits[0] is not None:
-        ref = _summary(form, lx, y, fits[0][0], fits[0][1])
-        result.reference = {"params": ref["params"], "rss": ref["rss"], "aicc": ref["aicc"], "chi2": fits[0][2]}
+    if reference is not None:
+        ref = _summary(form, lx, y, reference[0], reference[1])
+        result.reference = {"params": ref["params"], "rss": ref["rss"], "aicc": ref["aicc"], "chi2": reference[2]}
     if bootstrap > 0:
         _bootstrap(form, points, result, sigma, absolute_sigma, bootstrap, seed, reference_theta)
     return result
@@ -192,10 +230,9 @@ def _bootstrap(form, points, result, sigma, absolute_sigma, b, seed, reference_t
     samples = []
     for _ in range(b):
         y = np.array([rng.choice(r, size=len(r), replace=True).mean() for r in points.runs])
-        fits = [_one_fit(form, lx, y, sigma, absolute_sigma, t0) for t0 in (result.theta, reference_theta)]
-        fits = [f for f in fits if f is not None]
-        if fits:
-            samples.append(form.to_natural(min(fits, key=lambda f: f[2])[0]))
+        best, _ = _best_fit(form, lx, y, sigma, absolute_sigma, [result.theta, reference_theta])
+        if best is not None:
+            samples.append(form.to_natural(best[0]))
     if len(samples) < max(10, b // 2):
         result.message = f"bootstrap: only {len(samples)} of {b} replicates converged"
         return
