@@ -129,10 +129,15 @@ def test_threebody_model_needs_triplets():
         OptiMetal3B(WIDTH)(Batch.from_data_list([g, g]))
 
 
-def test_single_graph_batch_trains():
-    model = OptiMetal2B(WIDTH).train()
-    eps, drude = model(Batch.from_data_list(structures()[:1]))
-    assert eps.shape == (1, 2001, 2) and drude.shape == (1,)
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_degenerate_batches_train(family):
+    """A batch of one structure, and a batch without any edge, run in training mode."""
+    model = build_model(family, WIDTH).train()
+    graphs = structures()
+    for batch in (Batch.from_data_list(graphs[:1]), Batch.from_data_list([graphs[-1], graphs[-1].clone()])):
+        eps, drude = model(batch)
+        assert eps.shape == (batch.num_graphs, 2001, 2) and torch.isfinite(eps).all()
+        (eps.mean() + drude.mean()).backward()
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
