@@ -307,25 +307,21 @@ def plot_grid(records: list[dict], s) -> object:
     return fig
 
 
-def save_figure(fig, stem: Path) -> list[Path]:
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    fig.savefig(paths[0], dpi=150)
-    fig.savefig(paths[1])
-    return paths
-
-
-def figure_png(fig) -> tuple[bytes, int, int]:
+def save_figure(fig, stem: Path, dpi: int = 150) -> tuple[list[Path], bytes]:
+    """PNG and SVG next to each other; returns the paths and the PNG bytes (for TensorBoard)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    width, height = (int(v) for v in fig.get_size_inches() * 100)
-    return buf.getvalue(), width, height
+    fig.savefig(buf, format="png", dpi=dpi)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+    paths[0].write_bytes(buf.getvalue())
+    fig.savefig(paths[1])
+    return paths, buf.getvalue()
 
 
 # ---------------------------------------------------------------------------------------------
 # TensorBoard
 
 
-def log_tensorboard(logdir: Path, figures: dict, records: list[dict], report: str) -> Path:
+def log_tensorboard(logdir: Path, images: dict[str, bytes], records: list[dict], report: str) -> Path:
     """One event file: the plots as images (tag ``laws/<name>``), the report as text, and the
     best-form parameters as scalars (tag ``<axis>/<family>/<param>``, step 0)."""
     from tensorboard.compat.proto.event_pb2 import Event
@@ -337,8 +333,10 @@ def log_tensorboard(logdir: Path, figures: dict, records: list[dict], report: st
     logdir.mkdir(parents=True, exist_ok=True)
     writer = EventFileWriter(str(logdir))
     values = []
-    for name, fig in figures.items():
-        png, width, height = figure_png(fig)
+    from PIL import Image
+
+    for name, png in images.items():
+        width, height = Image.open(io.BytesIO(png)).size
         values.append(Summary.Value(tag=f"laws/{name}", image=Summary.Image(
             height=height, width=width, colorspace=4, encoded_image_string=png)))
     text_meta = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="text"))
@@ -374,14 +372,16 @@ def write_report(out: Path, records: list[dict], all_series, *, source: str, n_r
     for (fam, axis), s in sorted(by_key.items()):
         if axis == "ND":
             figures[f"grid_{fam}"] = plot_grid(records, s)
+    images = {}
     for name, fig in figures.items():
-        written += save_figure(fig, out / "plots" / name)
+        paths, images[name] = save_figure(fig, out / "plots" / name)
+        written += paths
     files = [str(p.relative_to(out)) for p in written] + ["report.md"] + (["tensorboard/"] if tensorboard else [])
     report = markdown(records, source=source, n_runs=n_runs, notes=notes, files=files)
     (out / "report.md").write_text(report)
     written.append(out / "report.md")
     if tensorboard:
-        written.append(log_tensorboard(out / "tensorboard", figures, records, report))
+        written.append(log_tensorboard(out / "tensorboard", images, records, report))
     for fig in figures.values():
         plt.close(fig)
     return written
