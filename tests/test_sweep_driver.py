@@ -295,3 +295,19 @@ def test_stale_check_by_heartbeat_for_other_hosts(tmp_path):
     assert [t._trial_id for t in store.reap()] == [trial_id]
     assert store.states([point])[point.key].status == "pending"
     assert store.claim(point, tmp_path / "run") is not None
+
+
+def test_stopped_driver_marks_trials_interrupted_and_resumes_them(tmp_path, monkeypatch):
+    spec = load_spec(write_sweep(tmp_path, design="width", widths=[8, 16], epochs=6))
+    monkeypatch.setenv("SWEEP_FAKE_EPOCH_S", "0.3")
+    driver = Driver(spec, workers=2, command=fake_command, poll_s=0.2)
+    threads = driver.start()
+    run_dir = _wait_for(lambda: _checkpointed(spec), what="a checkpointed trial")
+    driver.stop.set()  # what Ctrl-C / SIGTERM of `sweep run` does
+    for t in threads:
+        t.join(timeout=60)
+    interrupted = [t for t in store_of(spec).trials() if t.system_attrs.get("fail_reason") == "interrupted"]
+    assert interrupted and all(t.state == TrialState.FAIL for t in interrupted)
+    Driver(spec, workers=2, command=fake_command, poll_s=0.2).run()
+    assert {s.status for s in store_of(spec).states(expand(spec)).values()} == {"done"}
+    assert int(attempts(run_dir)[-1].split()[1]) >= 1  # resumed, not restarted

@@ -51,6 +51,7 @@ def spec_dict(**changes) -> dict:
         ({"seeds": [-1]}, "seeds[0]"),
         ({"overrides": {"data..x": 1}}, "overrides.data..x"),
         ({"heartbeat_interval": 10, "grace_period": 15}, "grace_period"),
+        ({"families": ["3b"], "widths": [8, 12]}, "widths[1]"),  # 8 attention heads must divide w
     ],
 )
 def test_bad_sweep_file_names_the_key(tmp_path, changes, key):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -58,15 +58,18 @@ def run_main(argv: list[str]) -> int:
         return 2
     log(f"[sweep] {spec.study_name}: {len(driver.points)} grid points, {driver.workers} workers, "
         f"storage {spec.storage_url}")
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # pre-emption by a scheduler: as Ctrl-C
+    threads = driver.start()
     try:
-        _watch(driver, console)
+        _watch(driver, threads, console)
     except KeyboardInterrupt:
         log("[sweep] interrupted: stopping trials (they resume from last.ckpt on the next run)")
         driver.stop.set()
-        for t in threading.enumerate():
-            if t.name.startswith("sweep-worker"):
-                t.join()
+        for t in threads:
+            t.join()
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     states = driver.open_store().states(driver.points)
     failed = [k for k, s in states.items() if s.status == "failed"]
     for key in failed:
@@ -78,13 +81,12 @@ def run_main(argv: list[str]) -> int:
     return 1 if failed else 0
 
 
-def _watch(driver, console) -> None:
-    """Run the driver's workers while showing progress until they are all finished."""
+def _watch(driver, threads, console) -> None:
+    """Show the sweep's progress until the driver's worker threads are all finished."""
     from rich.live import Live
 
     from lightning_dielectric.sweep.progress import LiveView
 
-    threads = driver.start()
     store = driver.open_store()
     view = LiveView(driver.spec.study_name, driver.points, store.states(driver.points))
     if console.is_terminal:
@@ -101,6 +103,10 @@ def _watch(driver, console) -> None:
                 last = time.monotonic()
             time.sleep(1.0)
         _plain(view.line(store.states(driver.points), {}))
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _plain(msg: str) -> None:

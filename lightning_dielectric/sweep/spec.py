@@ -216,6 +216,12 @@ def parse_spec(raw: Any, source: str = "<sweep>") -> SweepSpec:
         for key, value in needs[d]:
             if not value:
                 raise fail(key, f"missing: design '{d}' needs it")
+    for key, width in [(f"widths[{i}]", w) for i, w in enumerate(widths)] + [("fixed_width", fixed_width)]:
+        for fam in families if width is not None else ():
+            try:
+                _check_width(fam, width)
+            except ValueError as err:
+                raise fail(key, f"{fam}: {err}") from None
 
     overrides = raw.get("overrides") or {}
     if not isinstance(overrides, dict):
@@ -268,3 +274,10 @@ def _known_families() -> set[str]:
     from lightning_dielectric.models import FAMILIES
 
     return set(FAMILIES)
+
+
+def _check_width(family: str, width: int) -> None:
+    """Raise ValueError when ``family`` cannot be built at ``width`` (e.g. heads must divide it)."""
+    from lightning_dielectric.sweep.grid import parameter_count
+
+    parameter_count(family, width)
