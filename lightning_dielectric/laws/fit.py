@@ -12,16 +12,17 @@ Conventions (these reproduce the paper's published numbers, see ``docs/scaling_l
   **unweighted** residuals of the means: AICc = 2k + n ln(RSS/n) + (2k² + 2k)/(n − k − 1).
 * Zero sigmas (identical seeds, or one seed) are replaced by the smallest positive sigma of the
   fit; if no sigma is positive the fit is unweighted (``weighting`` says which).
-* Every start is optimised (Levenberg–Marquardt, or trust-region reflective when the form has a
-  bound); the lowest chi² wins. Standard errors come from the covariance of the winning fit,
-  transformed from the internal log10 scales to natural units (delta method).
+* Every start is optimised (Levenberg–Marquardt; bounded forms polish out-of-bounds end points
+  with trust-region reflective, see :func:`_best_fit`); the lowest chi² wins. Standard errors
+  come from the covariance of the winning fit, transformed from the internal log10 scales to
+  natural units (delta method).
 """
 
 from __future__ import annotations
 
 import math
-import zlib
 import warnings
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,7 +37,7 @@ MAX_NFEV_TRF = 1000
 @dataclass
 class Points:
     """Seed-aggregated points of one fit. ``x``: (n,) or (2, n) = (N, D); ``runs``: per point,
-    the per-seed losses (for the bootstrap); ``mean``/``sigma``: (n,)."""
+    the per-seed losses (for the bootstrap); ``mean``/``std`` over seeds: (n,)."""
 
     x: np.ndarray
     runs: list[np.ndarray]
@@ -97,10 +98,6 @@ def aicc(rss: float, n: int, k: int) -> float | None:
 def _finite(v) -> float | None:
     v = float(v)
     return v if math.isfinite(v) else None
-
-
-def _xdata(form: Form, x: np.ndarray) -> np.ndarray:
-    return np.log(np.asarray(x, dtype=float))
 
 
 def _curve_fit(form: Form, lx, y, sigma, absolute_sigma, theta0, bounded: bool):
@@ -193,7 +190,7 @@ def fit_form(form: Form | str, points: Points, *, absolute_sigma: bool | None = 
     if sigma is None:
         absolute_sigma = False
         result.absolute_sigma = False
-    lx, y = _xdata(form, points.x), points.mean
+    lx, y = np.log(np.asarray(points.x, dtype=float)), points.mean
     x_nat = np.asarray(points.x, dtype=float)
     reference_theta = form.to_internal(form.reference_start(x_nat, y))
     candidates = starts(form, x_nat, y)
@@ -226,7 +223,7 @@ def _bootstrap(form, points, result, sigma, absolute_sigma, b, seed, reference_t
         result.message = "bootstrap skipped: one seed per point"
         return
     rng = np.random.default_rng(seed)
-    lx = _xdata(form, points.x)
+    lx = np.log(np.asarray(points.x, dtype=float))
     samples = []
     for _ in range(b):
         y = np.array([rng.choice(r, size=len(r), replace=True).mean() for r in points.runs])

@@ -189,7 +189,7 @@ def latex_tables(records: list[dict]) -> dict[str, str]:
             continue
         body = [r"\begin{tabular}{llll}", r"\toprule", r"Family & Form & Parameters & AICc \\", r"\midrule"]
         for r in sorted(recs, key=lambda r: (r["family"], r["form"])):
-            params = "; ".join(f"${_tex_name(p)} = {_tex_value(p, r['params'][p], (r['stderr'] or {}).get(p))}$"
+            params = "; ".join(f"${_tex_name(p, axis)} = {_tex_value(p, r['params'][p], (r['stderr'] or {}).get(p))}$"
                                for p in FORMS[r["form"]].params)
             aicc = "--" if r["aicc"] is None else f"{r['aicc']:.2f}"
             form = r["form"].replace("_", r"\_")
@@ -212,10 +212,12 @@ def latex_tables(records: list[dict]) -> dict[str, str]:
     return tables
 
 
-def _tex_name(p: str) -> str:
-    names = {"alpha": r"\alpha", "alpha1": r"\alpha_1", "alpha2": r"\alpha_2", "x0": "x_0", "xc": "x_c",
-             "l_inf": r"L_\infty", "amplitude": "A", "alpha_n": r"\alpha_N", "alpha_d1": r"\alpha_{D,1}",
-             "alpha_d2": r"\alpha_{D,2}", "n_c": "N_c", "d_c": "D_c", "l_0": "L_0"}
+def _tex_name(p: str, axis: str) -> str:
+    """LaTeX symbol of a parameter; 1D scales and exponents carry the axis (D or N)."""
+    x = axis if axis in ("D", "N") else "x"
+    names = {"alpha": rf"\alpha_{x}", "alpha1": rf"\alpha_{{{x},1}}", "alpha2": rf"\alpha_{{{x},2}}",
+             "x0": f"{x}_0", "xc": f"{x}_c", "l_inf": r"L_\infty", "amplitude": "A", "alpha_n": r"\alpha_N",
+             "alpha_d1": r"\alpha_{D,1}", "alpha_d2": r"\alpha_{D,2}", "n_c": "N_c", "d_c": "D_c", "l_0": "L_0"}
     return names[p]
 
 
