@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor
 
@@ -21,7 +23,7 @@ class OptiMetal2B(torch.nn.Module):
     pooling, then the spectra (width ``spectra_width``, default 4w) and Drude heads.
     """
 
-    def __init__(self, width: int = 256, conv: str = "cgc", spectra_width: int | None = None,
+    def __init__(self, width: int = 256, conv: Literal["cgc", "tc"] = "cgc", spectra_width: int | None = None,
                  num_blocks: int = 2, cutoff: float = 5.5, num_rbf: int = 32):
         super().__init__()
         self.elements = ElementEncoding()
