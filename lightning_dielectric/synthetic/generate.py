@@ -142,7 +142,7 @@ def _run(todo, seed, settings, path, workers, done, n, progress) -> int:
                     progress(done, n)
         return done
     method = "fork" if "fork" in get_all_start_methods() else "spawn"  # fork: no re-import per worker
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method), initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method), initializer=limit_blas_threads) as pool:
         futures = [pool.submit(_chunk, seed, start, stop, settings, str(path[c])) for c, start, stop in todo]
         for future in as_completed(futures):
             done += future.result()
@@ -151,7 +151,7 @@ def _run(todo, seed, settings, path, workers, done, n, progress) -> int:
     return done
 
 
-def _init_worker() -> None:
+def limit_blas_threads() -> None:
     """One BLAS thread per worker process: the workers are the parallelism."""
     from threadpoolctl import threadpool_limits
 

@@ -3,7 +3,7 @@
 Formulas (SI, spin-degenerate bands, crystal volume N_k V, ħv = ∂H/∂k in eV·Å):
 
     Im ε_aa(ω) = (π e²/ε₀) · 2/(N_k V) · Σ_k Σ_{n<m} (f_n − f_m) |⟨m|ħv_a|n⟩|² / (E_m − E_n)² · δ(E_m − E_n − ħω)
-    (ħω_D,a)²  = (e²/ε₀)   · 2/(N_k V) · Σ_k Σ_{n,m: E_m≈E_n} (−∂f/∂E) |⟨m|ħv_a|n⟩|²
+    (ħω_D,a)²  = (e²/ε₀)   · 2/(N_k V) · Σ_k Σ_{n,m: E_m≈E_n} δ(E_n − μ) |⟨m|ħv_a|n⟩|²
 
 with e²/ε₀ = 180.95 eV·Å, so with energies in eV, ħv in eV·Å and V in Å³ both come out
 dimensionless / in eV². Only the traces are computed: Im ε = Σ_a Im ε_aa / 3 and
@@ -11,10 +11,11 @@ dimensionless / in eV². Only the traces are computed: Im ε = Σ_a Im ε_aa / 3
 runs over the irreducible wedge with multiplicities as weights.
 
 Each transition is binned on a 0.01 eV grid (linear share between the two nearest bins) and
-broadened with the odd line shape G(ω − E) − G(ω + E), G a Gaussian of standard deviation
-``broadening``; Re ε − 1 is its exact Kramers–Kronig partner, the same binned weights
-convolved with the Hilbert transform of G (a Dawson function). The grid extends to at least
-40 eV and always past the largest transition, so nothing is truncated.
+broadened with the odd line shape G(ω − E) − G(ω + E), G a Gaussian (0.1 eV, widened
+adaptively on coarse meshes); Re ε − 1 is its exact Kramers–Kronig partner, the same binned
+weights convolved with the Hilbert transform of G (a Dawson function). The grid extends to at
+least 40 eV and always past the largest transition, so nothing is truncated. The Drude δ is
+an adaptive Gaussian too. See docs/synthetic_data.md for the derivation and sources.
 """
 
 from __future__ import annotations
@@ -47,9 +48,8 @@ class OpticsSettings:
     ``max_broadening``, with Δk the mesh spacing, so that coarse meshes give smooth spectra;
     the Fermi-surface δ of the Drude term likewise has width sqrt(kT² + (adaptive · Δk · |ħv|)²),
     at most ``max_broadening``. ``symmetry``: use the point group for the irreducible wedge
-    (time reversal is always used).
-    ``symprec``: spglib tolerance in Å for the irreducible wedge. ``degeneracy``: pairs closer
-    than this (eV) are intraband (Drude) rather than interband.
+    (time reversal is always used); ``symprec``: spglib tolerance in Å. ``degeneracy``: pairs
+    closer than this (eV) are intraband (Drude) rather than interband.
     """
 
     k_spacing: float = 0.27
@@ -66,9 +66,10 @@ class OpticsSettings:
 
 @dataclass
 class OpticsResult:
-    """``eps_re``/``eps_im`` on the 0–20 eV dataset grid (2001,), ``drude`` eV (RMS over x, y, z;
-    the single components are not kept: the irreducible-wedge sum gives only the trace), ``fermi`` eV, ``mesh`` (3,), ``n_kpoints`` irreducible points, and the
-    extended spectra ``eps_re_ext``/``eps_im_ext`` on 0, bin_width, … eV."""
+    """``eps_re``/``eps_im`` (2001,) on the 0–20 eV dataset grid; ``drude`` eV, the RMS over x, y,
+    z (single components are not kept: the irreducible-wedge sum gives only the trace);
+    ``fermi`` eV; ``mesh``; ``n_kpoints`` irreducible points; the extended spectra
+    ``eps_re_ext``/``eps_im_ext`` on 0, bin_width, … eV (≥ 40 eV)."""
 
     eps_re: np.ndarray
     eps_im: np.ndarray
