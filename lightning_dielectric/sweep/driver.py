@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lightning_dielectric.sweep.grid import GridPoint, expand, write_trial_config
+from lightning_dielectric.sweep.grid import GridPoint, expand, trial_config, write_trial_config
 from lightning_dielectric.sweep.spec import SweepSpec
 from lightning_dielectric.sweep.store import SweepStore
 
@@ -98,6 +98,8 @@ class Driver:
         self.log = log
         self.poll_s = poll_s
         self.points = expand(spec)
+        for point in self.points:  # a base config the sweep cannot use fails here, before any run
+            trial_config(spec, point, point.run_dir(spec.out))
         self.running: dict[str, Running] = {}
         self.stop = threading.Event()
         self._claim_lock = threading.Lock()
@@ -131,24 +133,45 @@ class Driver:
     # -- worker -------------------------------------------------------------------------------
     def _worker(self, env: dict[str, str]) -> None:
         store = self.open_store()
+        errors = 0
         while not self.stop.is_set():
-            with self._claim_lock:
-                for trial in store.reap():
-                    self.log(f"[sweep] {trial.user_attrs.get('point')}: worker gone, will resume")
-                states = store.states(self.points)
-                if all(s.status in ("done", "failed") for s in states.values()):
+            try:
+                if self._step(store, env) == "finished":
                     return
-                claimed = None
-                for point in self.points:
-                    if states[point.key].status == "pending":
-                        trial_id = store.claim(point, point.run_dir(self.spec.out))
-                        if trial_id is not None:
-                            claimed = (point, trial_id)
-                            break
-            if claimed is None:
-                self.stop.wait(self.poll_s)  # the rest is running elsewhere: wait for it
-                continue
-            self._run_trial(store, env, *claimed)
+                errors = 0
+            except Exception as err:  # storage unreachable, disk full, ...: retry, then give up
+                errors += 1
+                self.log(f"[sweep] worker error ({errors}/5): {type(err).__name__}: {err}")
+                if errors == 5:
+                    raise
+                self.stop.wait(self.poll_s * errors)
+
+    def _step(self, store: SweepStore, env: dict[str, str]) -> str:
+        """Claim and run one point: 'ran', 'waiting' (the rest runs elsewhere) or 'finished'."""
+        with self._claim_lock:
+            for trial in store.reap():
+                self.log(f"[sweep] {trial.user_attrs.get('point')}: worker gone, will resume")
+            states = store.states(self.points)
+            if all(s.status in ("done", "failed") for s in states.values()):
+                return "finished"
+            claimed = None
+            for point in self.points:
+                if states[point.key].status == "pending":
+                    trial_id = store.claim(point, point.run_dir(self.spec.out))
+                    if trial_id is not None:
+                        claimed = (point, trial_id)
+                        break
+        if claimed is None:
+            self.stop.wait(self.poll_s)
+            return "waiting"
+        point, trial_id = claimed
+        try:
+            self._run_trial(store, env, point, trial_id)
+        except BaseException:
+            self.running.pop(point.key, None)
+            store.fail(trial_id, "error")
+            raise
+        return "ran"
 
     def _run_trial(self, store: SweepStore, env: dict[str, str], point: GridPoint, trial_id: int) -> None:
         run_dir = point.run_dir(self.spec.out)
@@ -169,7 +192,11 @@ class Driver:
             proc = subprocess.Popen(
                 cmd, stdout=logf, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True
             )
-            outcome = self._watch(store, proc, trial_id)
+            try:
+                outcome = self._watch(store, proc, trial_id)
+            except BaseException:
+                _terminate(proc)  # never leave a trial running that the storage no longer tracks
+                raise
         wall = time.monotonic() - t0
         del self.running[point.key]
         attrs = {"wall_s": wall, "resumed": resume is not None}
