@@ -10,6 +10,7 @@ import torch
 from torch_geometric.data import Batch
 
 from lightning_dielectric.data import CrystalGraph, build_graph
+from lightning_dielectric.data.graphs import build_batch
 
 CUTOFF = 5.5
 TB_CUTOFF = 4.0
@@ -142,3 +143,40 @@ def test_batching_offsets_edges_by_nodes_and_triplets_by_edges():
     cell = batch.cell[batch.batch[src]]
     vec = batch.pos[dst] + torch.einsum("ek,ekc->ec", batch.cell_offset, cell) - batch.pos[src]
     assert float(vec.norm(dim=1).max()) <= CUTOFF + 1e-4
+
+
+def test_build_batch_equals_pyg_collation():
+    rng = np.random.default_rng(11)
+    structures = []
+    for n in (1, 3, 2):
+        cell = random_cell(rng, "skewed")
+        structures.append((cell, rng.integers(1, 84, n), rng.uniform(0, 1, (n, 3)) @ cell))
+    structures.append((np.eye(3) * 12.0, np.array([3]), np.zeros((1, 3))))  # no edges
+    eps = rng.normal(size=(4, 2001, 2)).astype(np.float32)
+    drude = rng.uniform(1, 10, 4).astype(np.float32)
+    mat_id = ["a", "b", "c", "d"]
+    for tb in (TB_CUTOFF, None):
+        graphs = []
+        for k, s in enumerate(structures):
+            g = build_graph(*s, CUTOFF, tb)
+            g.eps, g.drude, g.mat_id = torch.from_numpy(eps[k : k + 1]), torch.from_numpy(drude[k : k + 1]), mat_id[k]
+            graphs.append(g)
+        ref = Batch.from_data_list(graphs)
+        got = build_batch(structures, CUTOFF, tb, eps=eps, drude=drude, mat_id=mat_id)
+        assert type(got) is type(ref) and got.num_graphs == ref.num_graphs == 4
+        assert set(got.keys()) == set(ref.keys())
+        for key in ref.keys():
+            if key == "mat_id":
+                assert got[key] == ref[key]
+            else:
+                assert got[key].dtype == ref[key].dtype and torch.equal(got[key], ref[key]), key
+        for key, slices in ref._slice_dict.items():
+            assert torch.equal(got._slice_dict[key], slices), key
+            inc = ref._inc_dict[key]
+            assert (got._inc_dict[key] is None) == (inc is None), key
+            assert inc is None or torch.equal(got._inc_dict[key], inc), key
+        for k, g in enumerate(graphs):  # round trip through get_example
+            back = got.get_example(k)
+            assert torch.equal(back.edge_index, g.edge_index) and torch.equal(back.triplet_index, g.triplet_index)
+    with pytest.raises(ValueError, match="at least one"):
+        build_batch([], CUTOFF)

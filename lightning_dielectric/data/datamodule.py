@@ -37,7 +37,7 @@ from pytorch_lightning import LightningDataModule
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torch_geometric.data import Batch
 
-from .graphs import build_graph
+from .graphs import arrays_to_batch, batch_arrays
 from .schema import table_to_arrays
 from .writer import read_metadata, shard_paths
 
@@ -150,7 +150,8 @@ class ParquetGraphStream(IterableDataset):
             mine[-1, 3] -= stop[sel][-1] - hi
         return mine, sizes[worker::num_workers]
 
-    def __iter__(self) -> Iterator[Batch]:
+    def __iter__(self) -> Iterator[dict]:
+        """Yield this worker's batches as plain arrays (``payload_to_batch`` makes the ``Batch``)."""
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         units, sizes = self.epoch_plan(worker, num_workers)
@@ -159,8 +160,13 @@ class ParquetGraphStream(IterableDataset):
             rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker])
             samples = shuffle_buffer(samples, self.shuffle_buffer, rng)
         for size in sizes:
-            graphs = [self._graph(*next(samples)) for _ in range(size)]
-            yield Batch.from_data_list(graphs)
+            mat_id, lattice, z, pos, eps, drude = zip(*(next(samples) for _ in range(size)))
+            yield {
+                "graphs": batch_arrays(list(zip(lattice, z, pos)), self.cutoff, self.threebody_cutoff),
+                "eps": np.stack(eps),
+                "drude": np.array(drude, dtype=np.float32),
+                "mat_id": list(mat_id),
+            }
 
     def _samples(self, units: np.ndarray) -> Iterator[tuple]:
         """Yield (mat_id, lattice, z, pos, eps (2001, 2), drude) copies, one row group at a time."""
@@ -170,25 +176,17 @@ class ParquetGraphStream(IterableDataset):
                 files[f] = pq.ParquetFile(self.paths[f])
             table = files[f].read_row_group(int(g), columns=READ_COLUMNS).slice(int(lo), int(hi - lo))
             a = table_to_arrays(table)
-            eps = np.stack([a["eps_re"], a["eps_im"]], axis=-1)  # (rows, 2001, 2), owned
             offsets = a["atom_offsets"]
             for k in range(table.num_rows):
                 atoms = slice(offsets[k], offsets[k + 1])
-                yield (
+                yield (  # copies, so a buffered sample does not keep its row group alive
                     a["mat_id"][k],
                     a["lattice"][k].copy(),
                     a["atomic_numbers"][atoms].copy(),
                     a["positions"][atoms].copy(),
-                    eps[k].copy(),
+                    np.stack([a["eps_re"][k], a["eps_im"][k]], axis=-1),
                     float(a["drude"][k]),
                 )
-
-    def _graph(self, mat_id, lattice, z, pos, eps, drude):
-        g = build_graph(lattice, z, pos, self.cutoff, self.threebody_cutoff)
-        g.eps = torch.from_numpy(eps).unsqueeze(0)
-        g.drude = torch.tensor([drude], dtype=torch.float32)
-        g.mat_id = mat_id
-        return g
 
 
 def shuffle_buffer(items: Iterator, size: int, rng: np.random.Generator) -> Iterator:
@@ -205,21 +203,39 @@ def shuffle_buffer(items: Iterator, size: int, rng: np.random.Generator) -> Iter
     yield from buffer
 
 
-class _EpochLoader(DataLoader):
-    """DataLoader that hands the current epoch and DDP rank to its stream before workers start."""
+def payload_to_batch(payload: dict) -> Batch:
+    """The ``CrystalGraph`` batch of one stream item (cheap: wraps the arrays as tensors)."""
+    return arrays_to_batch(
+        payload["graphs"],
+        eps=torch.from_numpy(payload["eps"]),
+        drude=torch.from_numpy(payload["drude"]),
+        mat_id=payload["mat_id"],
+    )
 
-    def __init__(self, dataset: ParquetGraphStream, epoch_fn: Callable[[], int], **kwargs):
+
+class _EpochLoader(DataLoader):
+    """DataLoader over a ``ParquetGraphStream`` yielding ``Batch``es.
+
+    Before workers start it hands the current epoch and DDP rank to the stream. Workers return
+    plain numpy arrays (pickled through the pipe: one shared-memory segment per tensor would cost
+    more than building the graphs); the ``Batch`` is assembled here in the main process.
+    """
+
+    def __init__(self, dataset: ParquetGraphStream, epoch_fn: Callable[[], int], pin: bool = False, **kwargs):
         super().__init__(dataset, batch_size=None, collate_fn=_identity, **kwargs)
         self.epoch_fn = epoch_fn
+        self.pin = pin
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Batch]:
         self.dataset.epoch = int(self.epoch_fn())
         self.dataset.rank, self.dataset.world = distributed_rank_world()
-        return super().__iter__()
+        for payload in super().__iter__():
+            batch = payload_to_batch(payload)
+            yield batch.pin_memory() if self.pin else batch
 
 
-def _identity(batch):
-    return batch
+def _identity(item):
+    return item
 
 
 class DielectricDataModule(LightningDataModule):
@@ -306,7 +322,7 @@ class DielectricDataModule(LightningDataModule):
     def _loader(self, split: str) -> DataLoader:
         stream = self.stream(split)
         stream.rank, stream.world = distributed_rank_world()
-        return _EpochLoader(stream, self._current_epoch, num_workers=self.num_workers, pin_memory=self.pin_memory)
+        return _EpochLoader(stream, self._current_epoch, pin=self.pin_memory, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
