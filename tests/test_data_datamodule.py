@@ -14,7 +14,7 @@ import torch
 from conftest import make_dataset
 
 from lightning_dielectric.data import DielectricDataModule
-from lightning_dielectric.data.datamodule import rank_batches
+from lightning_dielectric.data.datamodule import rank_batches, shuffle_buffer
 from lightning_dielectric.data.schema import table_to_arrays
 from lightning_dielectric.data.writer import shard_paths
 
@@ -230,3 +230,32 @@ def test_trainer_reshuffles_each_epoch(dataset, tmp_path):
     assert sorted(e0) == sorted(e1) and len(set(e0)) == 100 and e0 != e1
     assert e0 == epoch_ids(DielectricDataModule(str(dataset), batch_size=32, train_size=100, seed=2), epoch=0)
     assert e1 == epoch_ids(DielectricDataModule(str(dataset), batch_size=32, train_size=100, seed=2), epoch=1)
+
+
+def test_shard_problems_name_the_file(tmp_path):
+    root = make_dataset(tmp_path / "ds", n=40, seed=1)
+    shard = shard_paths(root, "train")[0]
+    shard.write_bytes(b"not parquet")
+    with pytest.raises(ValueError, match=str(shard.name)):
+        DielectricDataModule(str(root)).train_dataloader()
+    with pytest.raises(FileNotFoundError, match="dataset.json"):
+        DielectricDataModule(str(tmp_path / "missing"))
+
+
+def test_shuffle_buffer_permutes_and_size_zero_keeps_order():
+    rng = np.random.default_rng(0)
+    assert list(shuffle_buffer(iter(range(50)), 0, rng)) == list(range(50))
+    out = list(shuffle_buffer(iter(range(50)), 8, rng))
+    assert sorted(out) == list(range(50)) and out != list(range(50))
+
+
+def test_arguments_are_typed_for_lightning_cli(dataset):
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser()
+    parser.add_class_arguments(DielectricDataModule, "data")
+    cfg = parser.parse_args(["--data.root", str(dataset), "--data.train_size", "64", "--data.threebody_cutoff", "4.0"])
+    dm = DielectricDataModule(**cfg.data.as_dict())
+    assert dm.num_train == 64 and dm.threebody_cutoff == 4.0
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--data.root", str(dataset), "--data.batch_size", "many"])

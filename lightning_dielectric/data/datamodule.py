@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from pytorch_lightning import LightningDataModule
@@ -77,7 +78,10 @@ def rank_batches(n: int, world: int, rank: int, batch_size: int) -> tuple[int, l
 
 
 class ParquetGraphStream(IterableDataset):
-    """Iterable of ``CrystalGraph`` batches from the Parquet shards of one split.
+    """Iterable of graph batches, as plain arrays, from the Parquet shards of one split.
+
+    Each item is ``{"graphs": batch_arrays(...), "eps": (B, 2001, 2), "drude": (B,), "mat_id":
+    [B]}``; ``payload_to_batch`` turns it into a ``CrystalGraph`` batch.
 
     Args:
         paths: shard files in stored order.
@@ -113,11 +117,15 @@ class ParquetGraphStream(IterableDataset):
         self.rank, self.world = 0, 1
         # units: (file, row group, first row, stop row) in stored order, cut at ``limit``
         units = []
-        total = 0
+        total = self.total_rows = 0
         for f, path in enumerate(self.paths):
-            meta = pq.ParquetFile(path).metadata
+            try:
+                meta = pq.ParquetFile(path).metadata
+            except (OSError, pa.ArrowException) as err:
+                raise ValueError(f"{path}: cannot read Parquet shard ({err})") from err
             for g in range(meta.num_row_groups):
                 rows = meta.row_group(g).num_rows
+                self.total_rows += rows
                 if limit is not None:
                     rows = min(rows, limit - total)
                 if rows > 0:
@@ -174,7 +182,10 @@ class ParquetGraphStream(IterableDataset):
         for f, g, lo, hi in units:
             if f not in files:
                 files[f] = pq.ParquetFile(self.paths[f])
-            table = files[f].read_row_group(int(g), columns=READ_COLUMNS).slice(int(lo), int(hi - lo))
+            try:
+                table = files[f].read_row_group(int(g), columns=READ_COLUMNS).slice(int(lo), int(hi - lo))
+            except (OSError, pa.ArrowException) as err:
+                raise ValueError(f"{self.paths[f]}: cannot read row group {g} ({err})") from err
             a = table_to_arrays(table)
             offsets = a["atom_offsets"]
             for k in range(table.num_rows):
@@ -191,6 +202,9 @@ class ParquetGraphStream(IterableDataset):
 
 def shuffle_buffer(items: Iterator, size: int, rng: np.random.Generator) -> Iterator:
     """Yield ``items`` in a shuffled order using a buffer of ``size`` (0 or 1: unchanged)."""
+    if size <= 1:
+        yield from items
+        return
     buffer: list = []
     for item in items:
         if len(buffer) < size:
@@ -308,7 +322,7 @@ class DielectricDataModule(LightningDataModule):
     def stream(self, split: str) -> ParquetGraphStream:
         """The batch stream of one split (training: shuffled, cut to ``train_size``)."""
         train = split == "train"
-        return ParquetGraphStream(
+        stream = ParquetGraphStream(
             shard_paths(self.root, split),
             self.batch_size,
             self.cutoff,
@@ -318,6 +332,12 @@ class DielectricDataModule(LightningDataModule):
             seed=self.seed,
             shuffle_buffer=self.shuffle_buffer,
         )
+        if stream.total_rows != self.counts[split]:
+            raise ValueError(
+                f"{self.root}: the {split} shards hold {stream.total_rows} rows but dataset.json says "
+                f"{self.counts[split]}"
+            )
+        return stream
 
     def _loader(self, split: str) -> DataLoader:
         stream = self.stream(split)
