@@ -31,6 +31,7 @@ class RunResult(pl.Callback):
         return Path(self.path) if self.path else Path(trainer.log_dir or os.getcwd()) / "result.json"
 
     def _write(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epochs_done: int, finished: bool) -> None:
+        target = self._target(trainer)  # on every rank: ``trainer.log_dir`` is a collective under DDP
         if not trainer.is_global_zero or not self.best:
             return
         model = getattr(pl_module, "model", pl_module)
@@ -41,7 +42,6 @@ class RunResult(pl.Callback):
             "num_parameters": sum(p.numel() for p in model.parameters()),
             "finished": finished,
         }
-        target = self._target(trainer)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".tmp")
         tmp.write_text(json.dumps(result, indent=2) + "\n")

@@ -89,7 +89,7 @@ class DielectricModule(pl.LightningModule):
         return loss
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        if self.global_step % self.trainer.log_every_n_steps:
+        if (self.global_step + 1) % self.trainer.log_every_n_steps:  # Lightning writes step logs only then
             return
         norms = [p.grad.detach().norm() for p in self.parameters() if p.grad is not None]
         if norms:
@@ -128,7 +128,7 @@ class DielectricModule(pl.LightningModule):
         if self.trainer.sanity_checking:
             return
         summary = summarise_metrics(values)
-        self.log_dict({f"val/{name}": summary[f"{name}/mean"] for name in METRICS}, sync_dist=False)
+        self.log_dict({f"val/{name}": summary[f"{name}/mean"] for name in METRICS}, sync_dist=True)  # same on all ranks
         self._update_hp_metrics(summary)
         if self._plot_batch is not None and self.trainer.is_global_zero and isinstance(self.logger, TensorBoardLogger):
             pred, true, ids = self._plot_batch
@@ -157,10 +157,11 @@ class DielectricModule(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         summary = summarise_metrics(self.test_metrics.compute())
         self.test_metrics.reset()
-        self.log_dict({f"test/{k}": v for k, v in summary.items()}, sync_dist=False)
+        self.log_dict({f"test/{k}": v for k, v in summary.items()}, sync_dist=True)  # same on all ranks
+        ckpt = self.trainer.ckpt_path
+        # on every rank: ``trainer.log_dir`` is a collective under DDP
+        directory = os.path.dirname(os.path.abspath(ckpt)) if ckpt else self.trainer.log_dir or os.getcwd()
         if self.trainer.is_global_zero:
-            ckpt = self.trainer.ckpt_path
-            directory = os.path.dirname(os.path.abspath(ckpt)) if ckpt else self.trainer.log_dir or os.getcwd()
             write_tables(summary, directory)
 
     def run_hparams(self) -> dict:
