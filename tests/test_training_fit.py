@@ -171,3 +171,44 @@ def test_ddp_two_processes_sync_metrics(fitted, tiny_dataset, tmp_path):
     assert shared["n_materials"] == single["n_materials"] == 6
     for key, value in single.items():
         assert shared[key] == pytest.approx(value, rel=1e-4, abs=1e-6, nan_ok=True), key
+
+
+def test_predict_cif_and_poscar_with_broken_files(fitted, tmp_path, capsys):
+    from pymatgen.core import Lattice, Structure
+
+    from lightning_dielectric.training.predict import main as predict_main
+
+    fcc = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+    Structure(Lattice.cubic(3.61), ["Cu"] * 4, fcc).to(filename=str(tmp_path / "Cu.cif"))
+    Structure(Lattice.cubic(4.08), ["Au"] * 4, fcc).to(filename=str(tmp_path / "POSCAR"), fmt="poscar")
+    Structure(Lattice.cubic(3.0), ["U"], [[0, 0, 0]]).to(filename=str(tmp_path / "U.cif"))
+    (tmp_path / "broken.cif").write_text("data_nothing\n_this is not a structure\n")
+    files = [tmp_path / name for name in ("Cu.cif", "broken.cif", "POSCAR", "U.cif")]
+    out = tmp_path / "out"
+    status = predict_main(["--ckpt", str(fitted / "checkpoints" / "last.ckpt"), *map(str, files), "--out", str(out)])
+    assert status == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2
+    assert "broken.cif" in errors[0] and "U.cif" in errors[1] and "Z > 83" in errors[1]
+
+    import pandas as pd
+
+    table = pd.read_parquet(out / "predictions.parquet")
+    assert list(table["formula"]) == ["Cu", "Au"]
+    assert all(len(v) == 2001 for v in table["eps_re"]) and (table["drude_ev"] >= 0).all()
+    assert table["colour_hex"].str.fullmatch("#[0-9a-f]{6}").all()
+    long = pd.read_csv(out / "predictions.csv")
+    assert len(long) == 2 * 2001 and set(long.columns) >= {"file", "energy_ev", "eps_re", "eps_im", "drude_ev"}
+    # The same numbers as the model applied directly.
+    module = DielectricModule.load_from_checkpoint(fitted / "checkpoints" / "last.ckpt", map_location="cpu").eval()
+    from torch_geometric.data import Batch
+
+    from lightning_dielectric.data import build_graph
+
+    s = Structure.from_file(str(tmp_path / "POSCAR"))
+    graph = build_graph(s.lattice.matrix, s.atomic_numbers, s.cart_coords, 5.5, None)
+    with torch.no_grad():
+        eps, drude = module(Batch.from_data_list([graph]))
+    assert table["drude_ev"][1] == pytest.approx(drude.item(), rel=1e-5)
+    assert table["eps_im"][1] == pytest.approx(eps[0, :, 1].numpy(), rel=1e-4, abs=1e-6)
+    assert sorted(p.name for p in out.glob("*.png")) == ["Cu.png", "POSCAR.png"]
