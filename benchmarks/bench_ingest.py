@@ -109,8 +109,8 @@ def run_ingest(source: Path, out: Path, workers: int) -> tuple[float, float, int
 
 
 def run(quick: bool = False) -> str:
-    sizes = [200, 400] if quick else [1500, 3000]
-    h5_sizes = [1000, 2000] if quick else [10000, 20000]
+    sizes = [200, 400] if quick else [1000, 2000]
+    h5_sizes = [1000, 2000] if quick else [5000, 10000]
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         tmp = Path(tmp)

@@ -23,6 +23,7 @@ import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -292,7 +293,7 @@ def ingest(source: str | Path, out: str | Path, *, fmt: str | None = None, worke
     provenance = {"source": str(source.resolve()), "format": fmt, "split_files": None if split_files is None
                   else str(Path(split_files).resolve())}
     try:
-        with _progress(total, enabled=progress) as advance:
+        with progress_bar(total, enabled=progress) as advance:
             tables = _good_tables(ordered_map(process_task, tasks, workers), quarantine, split_of, summary,
                                   advance, provenance)
             meta = write_dataset(tables, out, seed=seed, split_of=split_of, provenance=provenance, overwrite=overwrite)
@@ -307,27 +308,19 @@ def ingest(source: str | Path, out: str | Path, *, fmt: str | None = None, worke
     return summary
 
 
-class _progress:
-    """Context manager yielding ``advance(n)`` for a rich progress bar on stderr (or a no-op)."""
+@contextmanager
+def progress_bar(total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """Yield ``advance(n)`` for a rich progress bar on stderr (a no-op when disabled)."""
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    def __init__(self, total: int, enabled: bool):
-        self.total, self.enabled, self.bar = total, enabled, None
-
-    def __enter__(self) -> Callable[[int], None]:
-        if not self.enabled:
-            return lambda n: None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.bar = Progress(TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                            console=Console(stderr=True))
-        self.bar.start()
-        task = self.bar.add_task("ingest", total=self.total)
-        return lambda n: self.bar.advance(task, n)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+    columns = (TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        task = bar.add_task("ingest", total=total)
+        yield lambda n: bar.advance(task, n)
 
 
 def default_workers() -> int:
