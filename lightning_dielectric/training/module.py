@@ -95,20 +95,21 @@ class DielectricModule(pl.LightningModule):
         if norms:
             self.log("train/grad_norm", torch.linalg.vector_norm(torch.stack(norms)), on_step=True, on_epoch=False)
 
-    def _eval_step(self, batch, stage: str, metrics: SpectralMetrics) -> None:
+    def _eval_step(self, batch, stage: str, metrics: SpectralMetrics) -> torch.Tensor:
+        """Log the losses, update the metrics; returns the predicted spectra (B, 2001, 2)."""
         loss, eps_loss, drude_loss, eps, drude = self._losses(batch)
         n = batch.num_graphs
         for name, value in (("loss", loss), ("eps_loss", eps_loss), ("drude_loss", drude_loss)):
             self.log(f"{stage}/{name}", value, on_step=False, on_epoch=True, batch_size=n, sync_dist=True,
                      prog_bar=name == "loss")
         metrics.update(eps, drude, batch.eps, batch.drude, list(batch.mat_id))
+        return eps
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "val", self.val_metrics)
-        if batch_idx == 0 and self._plotting_epoch():
-            eps, _ = self(batch)
+        eps = self._eval_step(batch, "val", self.val_metrics)
+        if batch_idx == 0 and self._plotting_epoch():  # the validation order is fixed: same materials every time
             k = min(NUM_PLOT_MATERIALS, batch.num_graphs)
-            self._plot_batch = (eps[:k].float().cpu(), batch.eps[:k].cpu(), list(batch.mat_id)[:k])
+            self._plot_batch = (eps[:k].cpu(), batch.eps[:k].cpu(), list(batch.mat_id)[:k])
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, "test", self.test_metrics)
