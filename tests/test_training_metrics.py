@@ -76,6 +76,16 @@ def test_colour_pipeline_matches_colour_science():
     np.testing.assert_allclose(optics.metal_lab(eps, drude)[0].numpy(), lab, atol=1e-9)
 
 
+def test_visible_reflectance_matches_numpy_reference():
+    eps, drude = as_eps(GOLD), torch.tensor([9.0])
+    energy = 1239.84198 / np.arange(380.0, 781.0, 5.0)  # eV
+    total = np.interp(energy, ENERGY_GRID, GOLD.real) + 1j * np.interp(energy, ENERGY_GRID, GOLD.imag)
+    total += -(9.0**2) / (energy**2 + 1j * 0.1 * energy)
+    n = np.sqrt(total)
+    expected = np.abs((n - 1) / (n + 1)) ** 2
+    np.testing.assert_allclose(optics.visible_reflectance(eps, drude)[0].numpy(), expected, rtol=1e-6)
+
+
 def test_reflectance_physics():
     # A perfect Drude metal (ω_D ≫ ω, ε_inter = 1) reflects almost everything; vacuum (ε = 1) nothing.
     eps = as_eps(np.ones_like(ENERGY_GRID, dtype=complex), np.ones_like(ENERGY_GRID, dtype=complex))

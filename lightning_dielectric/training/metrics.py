@@ -9,7 +9,7 @@ Metrics (ε dimensionless, ω in eV; Re ε includes the vacuum 1, see ``data/sch
 - ``mae_re``, ``mae_im``: mean |pred − true| over the 2001 energies.
 - ``r2_re``, ``r2_im``: 1 − Σ(pred − true)² / Σ(true − mean(true))² over the energies.
 - ``sc_re``, ``sc_im``: similarity coefficient 1 − ∫|pred − true| dω / ∫|true| dω (trapezoid rule on
-  ``ENERGY_GRID``); 1 is perfect.
+  the uniform ``ENERGY_GRID``); 1 is perfect.
 - ``drude_abs_err``: |Δω_D| in eV; ``drude_rel_err``: 100 |Δω_D| / ω_D in %.
 - ``delta_e``: CIE76 ΔE*ab between the colours of the predicted and the true metal (``optics.py``).
 """
@@ -39,6 +39,7 @@ METRICS: dict[str, str] = {
     "delta_e": "ΔE*ab (CIE76)",
 }
 STATS = ("mean", "median", "std")
+ENERGY_STEP_EV = float(ENERGY_GRID[1] - ENERGY_GRID[0])  # the grid is uniform
 
 
 def _nan_where(value: torch.Tensor, undefined: torch.Tensor) -> torch.Tensor:
@@ -54,9 +55,8 @@ def per_material_metrics(
     out = {"mae_re": err[..., 0].abs().mean(1), "mae_im": err[..., 1].abs().mean(1)}
     ss_tot = (t - t.mean(1, keepdim=True)).pow(2).sum(1)
     r2 = 1 - err.pow(2).sum(1) / ss_tot.clamp_min(1e-300)
-    grid = torch.as_tensor(ENERGY_GRID, dtype=torch.float64, device=p.device)
-    norm = torch.trapezoid(t.abs(), grid, dim=1)
-    sc = 1 - torch.trapezoid(err.abs(), grid, dim=1) / norm.clamp_min(1e-300)
+    norm = torch.trapezoid(t.abs(), dx=ENERGY_STEP_EV, dim=1)
+    sc = 1 - torch.trapezoid(err.abs(), dx=ENERGY_STEP_EV, dim=1) / norm.clamp_min(1e-300)
     r2, sc = _nan_where(r2, ss_tot == 0), _nan_where(sc, norm == 0)
     out.update(r2_re=r2[:, 0], r2_im=r2[:, 1], sc_re=sc[:, 0], sc_im=sc[:, 1])
     pd, td = pred_drude.double(), true_drude.double()

@@ -35,18 +35,16 @@ _SHAPE = colour.SpectralShape(380, 780, 5)
 
 
 @lru_cache(maxsize=1)
-def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(interpolation matrix (81, 2001), XYZ weights (81, 3), white point XYZ (3,)), float64."""
+def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Linear interpolation onto ``VISIBLE_EV`` (lower grid index (81,), weight of the upper point (81,)),
+    XYZ weights (81, 3) and white point XYZ (3,), float64."""
     lo = np.searchsorted(ENERGY_GRID, VISIBLE_EV) - 1
     frac = (VISIBLE_EV - ENERGY_GRID[lo]) / (ENERGY_GRID[lo + 1] - ENERGY_GRID[lo])
-    interp = np.zeros((len(VISIBLE_EV), len(ENERGY_GRID)))
-    rows = np.arange(len(VISIBLE_EV))
-    interp[rows, lo], interp[rows, lo + 1] = 1.0 - frac, frac
     cmfs = colour.MSDS_CMFS["CIE 1931 2 Degree Standard Observer"].copy().align(_SHAPE).values
     d65 = colour.SDS_ILLUMINANTS["D65"].copy().align(_SHAPE).values
     weights = cmfs * d65[:, None]
     weights = weights * (100.0 / weights[:, 1].sum())
-    return interp, weights, weights.sum(axis=0)
+    return lo, frac, weights, weights.sum(axis=0)
 
 
 def _tensor(array: np.ndarray, like: torch.Tensor) -> torch.Tensor:
@@ -71,20 +69,22 @@ def reflectance(eps: torch.Tensor) -> torch.Tensor:
 
 def visible_reflectance(eps_inter: torch.Tensor, drude: torch.Tensor) -> torch.Tensor:
     """R(λ) at ``WAVELENGTHS_NM`` for ε_inter (B, 2001, 2) on ``ENERGY_GRID`` and ω_D (B,) eV: (B, 81)."""
-    interp, _, _ = _tables()
-    eps_vis = torch.einsum("wk,bkc->bwc", _tensor(interp, eps_inter), eps_inter.double())
+    lo, frac, _, _ = _tables()
+    index = torch.as_tensor(lo, device=eps_inter.device)
+    w = _tensor(frac, eps_inter)[None, :, None]
+    eps_vis = eps_inter[:, index].double() * (1 - w) + eps_inter[:, index + 1].double() * w
     return reflectance(total_epsilon(eps_vis, drude, _tensor(VISIBLE_EV, eps_inter)))
 
 
 def reflectance_to_xyz(refl: torch.Tensor) -> torch.Tensor:
     """CIE XYZ (D65, 2°, perfect reflector Y = 100) of reflectances (B, 81): (B, 3)."""
-    _, weights, _ = _tables()
+    _, _, weights, _ = _tables()
     return refl.double() @ _tensor(weights, refl)
 
 
 def xyz_to_lab(xyz: torch.Tensor) -> torch.Tensor:
     """CIE 1976 L*a*b* of XYZ (…, 3) relative to the perfect reflector under D65."""
-    _, _, white = _tables()
+    white = _tables()[3]
     t = xyz / _tensor(white, xyz)
     delta = 6.0 / 29.0
     f = torch.where(t > delta**3, t.clamp_min(delta**3) ** (1.0 / 3.0), t / (3 * delta**2) + 4.0 / 29.0)
@@ -104,6 +104,6 @@ def delta_e(pred_eps: torch.Tensor, pred_drude: torch.Tensor, true_eps: torch.Te
 def srgb_hex(eps_inter: torch.Tensor, drude: torch.Tensor) -> list[str]:
     """Display colour (sRGB, clipped to the gamut) of each metal as ``#rrggbb``."""
     xyz = reflectance_to_xyz(visible_reflectance(eps_inter, drude)).cpu().numpy() / 100.0
-    _, _, white = _tables()
+    white = _tables()[3]
     rgb = np.clip(colour.XYZ_to_sRGB(xyz, illuminant=colour.XYZ_to_xy(white / 100.0)), 0.0, 1.0)
     return [colour.notation.RGB_to_HEX(row) for row in np.atleast_2d(rgb)]
