@@ -178,12 +178,11 @@ class ParquetGraphStream(IterableDataset):
 
     def _samples(self, units: np.ndarray) -> Iterator[tuple]:
         """Yield (mat_id, lattice, z, pos, eps (2001, 2), drude) copies, one row group at a time."""
-        files: dict[int, pq.ParquetFile] = {}
         for f, g, lo, hi in units:
-            if f not in files:
-                files[f] = pq.ParquetFile(self.paths[f])
+            # a fresh reader per row group: an open reader keeps its last row group's buffers
             try:
-                table = files[f].read_row_group(int(g), columns=READ_COLUMNS).slice(int(lo), int(hi - lo))
+                with pq.ParquetFile(self.paths[f]) as reader:
+                    table = reader.read_row_group(int(g), columns=READ_COLUMNS).slice(int(lo), int(hi - lo))
             except (OSError, pa.ArrowException) as err:
                 raise ValueError(f"{self.paths[f]}: cannot read row group {g} ({err})") from err
             a = table_to_arrays(table)

@@ -196,7 +196,7 @@ def periodic_neighbors(
     """
     volume = np.linalg.det(cell)
     if not abs(volume) > 1e-6:
-        raise ValueError(f"lattice has non-positive volume {volume:.3g} Å^3")
+        raise ValueError(f"degenerate lattice: volume {volume:.3g} Å^3")
     pos = np.ascontiguousarray(pos, dtype=np.float64)
     src, dst, offset, dist = find_points_in_spheres(
         pos, pos, float(cutoff), _PBC, np.ascontiguousarray(cell, dtype=np.float64), tol=1e-8
