@@ -1,6 +1,6 @@
 """Live display of a sweep (done / running / failed / pending, ETA) and the per-axis status table.
 
-ETA: each point's cost is ∝ N·D·epochs (:attr:`GridPoint.cost`); the rate is the cost finished
+ETA: each point has a relative cost (:attr:`GridPoint.cost`, ~ epochs · D · N); the rate is the cost finished
 since the display started (whole points by any worker, plus the finished epochs of this driver's
 running trials) per second, and the ETA is the remaining cost over that rate.
 """
