@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
             "precision": default_precision(),
         },
         seed_everything_default=0,
+        parser_kwargs={"prog": "lightning"},
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
         args=argv,
