@@ -32,6 +32,8 @@ from .splits import split_by_formula, training_order
 
 SHARD_ROWS = 4096
 ROW_GROUP_ROWS = 256
+# Dictionary encoding only pays for the string columns; on float spectra it inflates files ~30 %.
+DICTIONARY_COLUMNS = ["mat_id", "formula"]
 
 
 class DatasetExistsError(FileExistsError):
@@ -83,7 +85,11 @@ def _write(tables, tmp: Path, seed, fractions, split_of, provenance, shard_rows,
     for table in tables:
         if table.num_rows == 0:
             continue
-        pq.write_table(table.select(list(COLUMNS)).cast(SCHEMA), staging / f"stage-{n_staged:06d}.parquet")
+        pq.write_table(
+            table.select(list(COLUMNS)).cast(SCHEMA),
+            staging / f"stage-{n_staged:06d}.parquet",
+            use_dictionary=DICTIONARY_COLUMNS,
+        )
         n_staged += 1
         mat_ids.extend(table.column("mat_id").to_pylist())
         formulas.extend(table.column("formula").to_pylist())
@@ -129,7 +135,7 @@ def _write(tables, tmp: Path, seed, fractions, split_of, provenance, shard_rows,
                 piece = table.filter(pa.array(mask)).append_column("_pos", pa.array(p_part[mask]))
                 d = buckets / name / f"{shard:05d}"
                 d.mkdir(parents=True, exist_ok=True)
-                pq.write_table(piece, d / f"{k:06d}.parquet")
+                pq.write_table(piece, d / f"{k:06d}.parquet", use_dictionary=DICTIONARY_COLUMNS)
         (staging / f"stage-{k:06d}.parquet").unlink()
     staging.rmdir()
 
@@ -142,7 +148,9 @@ def _write(tables, tmp: Path, seed, fractions, split_of, provenance, shard_rows,
             piece = pa.concat_tables([pq.read_table(f) for f in sorted(d.iterdir())])
             piece = piece.take(pc.sort_indices(piece, [("_pos", "ascending")])).drop(["_pos"])
             path = tmp / name / f"part-{shard:05d}.parquet"
-            pq.write_table(piece.cast(SCHEMA), path, row_group_size=row_group_rows)
+            pq.write_table(
+                piece.cast(SCHEMA), path, row_group_size=row_group_rows, use_dictionary=DICTIONARY_COLUMNS
+            )
             shards.append({"path": f"{name}/{path.name}", "rows": piece.num_rows, "sha256": sha256(path)})
             shutil.rmtree(d)
     if buckets.exists():
