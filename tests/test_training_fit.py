@@ -123,6 +123,24 @@ def test_same_seed_same_validation_loss(tiny_dataset, tmp_path):
     assert losses[0] == losses[1]
 
 
+def test_resume_continues_result_in_the_same_run(tiny_dataset, tmp_path):
+    """The sweep's layout: logger name/version empty (log dir = run dir), resume from last.ckpt."""
+    run = tmp_path / "run"
+    layout = ["--trainer.logger.init_args.save_dir", str(run), "--trainer.logger.init_args.name", "",
+              "--trainer.logger.init_args.version", ""]
+    lightning_main(fit_args(tiny_dataset, tmp_path / "unused", "--trainer.max_epochs", "1", *layout))
+    first = json.loads((run / "result.json").read_text())
+    assert first["epochs_done"] == 1 and first["finished"] is True
+    lightning_main(fit_args(tiny_dataset, tmp_path / "unused", "--trainer.max_epochs", "2", *layout,
+                            "--ckpt_path", str(run / "checkpoints" / "last.ckpt")))
+    second = json.loads((run / "result.json").read_text())
+    assert second["epochs_done"] == 2 and second["max_epochs"] == 2 and second["finished"] is True
+    assert second["val_loss"] <= first["val_loss"]
+    assert second["best_epoch"] in (0, 1)
+    if second["best_epoch"] == 0:
+        assert second["val_loss"] == first["val_loss"]
+
+
 def test_wrong_key_fails_before_training(tiny_dataset, tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text(QUICK.read_text().replace("width: 16", "widht: 16"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from functools import partial
 
 import pytorch_lightning as pl
@@ -32,6 +33,8 @@ from lightning_dielectric.training.plots import parity_figure, spectra_figure
 from lightning_dielectric.training.schedule import warmup_cosine
 
 NUM_PLOT_MATERIALS = 4
+# Our ``transfer_batch_to_device`` is meant to serve any DataModule; Lightning warns about exactly that.
+warnings.filterwarnings("ignore", message="You have overridden `transfer_batch_to_device` in `LightningModule`")
 HP_METRICS = ("hp/best_val_loss", "hp/eps_loss", "hp/drude_loss", "hp/delta_e")
 
 
@@ -162,6 +165,12 @@ class DielectricModule(pl.LightningModule):
             }
         if self.logger is not None:
             self.logger.log_metrics(self._best, step=self.global_step)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["hp_best"] = dict(self._best)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._best = dict(checkpoint.get("hp_best", {}))
 
     def on_test_epoch_end(self) -> None:
         summary = summarise_metrics(self.test_metrics.compute())
