@@ -230,3 +230,12 @@ def test_predict_cif_and_poscar_with_broken_files(fitted, tmp_path, capsys):
     assert table["drude_ev"][1] == pytest.approx(drude.item(), rel=1e-5)
     assert table["eps_im"][1] == pytest.approx(eps[0, :, 1].numpy(), rel=1e-4, abs=1e-6)
     assert sorted(p.name for p in out.glob("*.png")) == ["Cu.png", "POSCAR.png"]
+
+
+def test_threebody_model_without_triplets_fails_before_training(tiny_dataset, tmp_path):
+    config = REPO / "configs" / "quick" / "optimetal3b.yaml"
+    args = fit_args(tiny_dataset, tmp_path / "runs", "--data.threebody_cutoff", "null", "--trainer.max_epochs", "1")
+    args[2] = str(config)
+    with pytest.raises(ValueError, match="data.threebody_cutoff"):
+        lightning_main(args)
+    assert not list((tmp_path / "runs").rglob("*.ckpt"))

@@ -23,6 +23,8 @@ class OptiMetal3B(torch.nn.Module):
     Needs ``data.triplet_index`` (build graphs with ``data.threebody_cutoff``, e.g. 4.0 Å).
     """
 
+    needs_triplets = True  # the DataModule must build triplets (data.threebody_cutoff)
+
     def __init__(self, width: int = 256, spectra_width: int | None = None, num_blocks: int = 2,
                  heads: int = 8, cutoff: float = 5.5, num_rbf: int = 32):
         super().__init__()

@@ -202,6 +202,14 @@ class DielectricModule(pl.LightningModule):
             hp["data"] = {k: v for k, v in datamodule.hparams.items() if not k.startswith("_")}
         return hp
 
+    def setup(self, stage: str) -> None:
+        """Fail before any step when the data cannot feed the model (e.g. 3B without triplets)."""
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        if getattr(self.model, "needs_triplets", False) and getattr(datamodule, "threebody_cutoff", 0.0) is None:
+            raise ValueError(
+                f"{type(self.model).__name__} needs three-body triplets: set data.threebody_cutoff (e.g. 4.0)"
+            )
+
     def on_fit_start(self) -> None:
         if isinstance(self.logger, TensorBoardLogger):
             self.logger.log_hyperparams(self.run_hparams(), {name: float("nan") for name in HP_METRICS})
