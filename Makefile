@@ -3,16 +3,20 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SWEEP ?= sweeps/quick.yaml
-DATA ?=
+SYNTH := data/synthetic
+# Dataset of the sweep: the embedded synthetic one unless DATA=/path/to/ingested/dataset is given.
+DATA ?= $(SYNTH)
+SYNTH_N ?= 6000
+WORKERS ?= 2
 RUNS ?= runs
 
-.PHONY: install test sweep bench tensorboard clean
+.PHONY: install test sweep synth bench tensorboard clean
 
+# CPU machines: the local CPU build of torch goes in first so that no CUDA build is pulled.
+# A user with a GPU installs the torch they want into $(VENV) first; it is kept.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# CPU machines: take the local CPU build of torch first so no CUDA build is pulled.
-	# A user with a GPU and torch already in $(VENV) keeps it (pip sees it satisfied).
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[test,postgres]"
 	touch $@
@@ -21,6 +25,16 @@ install: $(VENV)/.installed
 
 test: install
 	$(PY) -m pytest -q
+
+# The embedded default dataset (tight-binding physics); rerunning finishes an interrupted run.
+$(SYNTH)/dataset.json: | $(VENV)/.installed
+	$(VENV)/bin/lightning-dielectric data synth --n $(SYNTH_N) --seed 0 --out $(SYNTH) --workers $(WORKERS)
+
+synth: $(SYNTH)/dataset.json
+
+# Run (or resume) the sweep, then export the runs table and write the scaling-law report.
+sweep: install $(if $(filter $(SYNTH),$(DATA)),$(SYNTH)/dataset.json)
+	$(VENV)/bin/lightning-dielectric sweep run $(SWEEP) --data $(DATA)
 
 bench: install
 	$(PY) -m benchmarks.run
