@@ -4,8 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SWEEP ?= sweeps/quick.yaml
 SYNTH := data/synthetic
-# Dataset of the sweep: the embedded synthetic one unless DATA=/path/to/ingested/dataset is given.
-DATA ?= $(SYNTH)
+# Dataset of the sweep: the sweep file's data_root unless DATA=/path/to/ingested/dataset is given.
+DATA ?=
 SYNTH_N ?= 6000
 WORKERS ?= 2
 RUNS ?= runs
@@ -33,8 +33,10 @@ $(SYNTH)/dataset.json: | $(VENV)/.installed
 synth: $(SYNTH)/dataset.json
 
 # Run (or resume) the sweep, then export the runs table and write the scaling-law report.
-sweep: install $(if $(filter $(SYNTH),$(DATA)),$(SYNTH)/dataset.json)
-	$(VENV)/bin/lightning-dielectric sweep run $(SWEEP) --data $(DATA)
+# The synthetic dataset is generated first when the sweep reads it and it is missing.
+sweep: install
+	@if [ -z "$(DATA)" ] && grep -Eq '^data_root: *$(SYNTH)/? *$$' $(SWEEP); then $(MAKE) --no-print-directory synth; fi
+	$(VENV)/bin/lightning-dielectric sweep run $(SWEEP) $(if $(DATA),--data $(DATA))
 
 bench: install
 	$(PY) -m benchmarks.run
