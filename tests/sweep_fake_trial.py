@@ -4,7 +4,8 @@
 ``SWEEP_FAKE_EPOCH_S`` seconds each, writing ``checkpoints/last.ckpt`` (the next epoch, JSON) and
 ``result.json`` like the RunResult callback, and appends "start EPOCH" to ``attempts.log``. Its loss is
 a deterministic function of width and train size. ``SWEEP_FAKE_FAIL=<substring of run dir>`` makes it
-exit 1.
+exit 1; ``SWEEP_FAKE_STOP=<substring of run dir>`` makes a fresh attempt stop cleanly (exit 0) after
+one epoch with ``finished: false``.
 """
 
 import json
@@ -35,3 +36,5 @@ for epoch in range(start, epochs):
               "finished": epoch + 1 == epochs}
     (run_dir / "result.json").write_text(json.dumps(result))
     (run_dir / "checkpoints" / "last.ckpt").write_text(json.dumps({"epoch": epoch + 1}))
+    if ckpt is None and os.environ.get("SWEEP_FAKE_STOP") and os.environ["SWEEP_FAKE_STOP"] in str(run_dir):
+        sys.exit(0)

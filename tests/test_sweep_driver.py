@@ -117,6 +117,17 @@ def test_failing_point_is_retried_then_reported_failed(tmp_path, monkeypatch):
     assert states["2b-cgc/w32/D400/s0/e2"].errors == 2  # first try + max_retries
 
 
+def test_clean_exit_before_last_epoch_is_not_a_result(tmp_path, monkeypatch):
+    spec = load_spec(write_sweep(tmp_path, design="width", epochs=3))
+    monkeypatch.setenv("SWEEP_FAKE_STOP", "_w32_")
+    Driver(spec, workers=1, command=fake_command, poll_s=0.2).run()
+    states = store_of(spec).states(expand(spec))
+    assert {s.status for s in states.values()} == {"done"}
+    (trial,) = [t for t in store_of(spec).trials(states=(TrialState.COMPLETE,)) if "_w32_" in t.user_attrs["run_dir"]]
+    assert attempts(trial.user_attrs["run_dir"])[-1].startswith("start 1")  # resumed from last.ckpt
+    assert trial.user_attrs["epochs_done"] == 3
+
+
 def test_cpu_split_and_gpu_pinning():
     assert device_envs(2, 1, gpus=["0", "1", "2", "3"]) == [{"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}]
     assert device_envs(2, 2, gpus=["4", "5", "6", "7"])[1] == {"CUDA_VISIBLE_DEVICES": "6,7"}

@@ -122,8 +122,9 @@ def test_trial_config_sets_axes_lr_rule_and_paths(tmp_path):
     assert cfg["model"]["model"]["class_path"] == "lightning_dielectric.models.optimetal2b.OptiMetal2B"
     expected_lr = 6e-4 * count_parameters("2b-tc", 256) / count_parameters("2b-tc", 32)
     assert cfg["model"]["lr"] == pytest.approx(expected_lr)
-    assert cfg["data"] == {"batch_size": 8, "root": str(Path("data/synthetic").resolve()), "train_size": 400}
+    assert cfg["data"] == {"batch_size": 8, "root": str(Path("data/synthetic").resolve()), "train_size": 400, "seed": 1}
     assert cfg["seed_everything"] == 1
+    assert cfg["data"]["seed"] == 1  # the data order follows the trial seed too
     assert cfg["trainer"]["max_epochs"] == 3 and cfg["trainer"]["devices"] == 1
     assert cfg["trainer"]["logger"]["init_args"]["save_dir"] == str((tmp_path / "run").resolve())
     assert cfg["checkpoint"]["dirpath"] == str((tmp_path / "run" / "checkpoints").resolve())

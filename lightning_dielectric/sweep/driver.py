@@ -235,6 +235,8 @@ class Driver:
             value = float(result["val_loss"])
             if not math.isfinite(value):
                 raise ValueError(f"val_loss is {value}")
+            if not result.get("finished"):
+                raise ValueError(f"run stopped after {result.get('epochs_done')} of {result.get('max_epochs')} epochs")
         except (OSError, ValueError, KeyError, TypeError) as err:
             store.fail(trial_id, "error", attrs)
             self.log(f"[sweep] FAILED {point.key}: no usable result.json in {run_dir} ({err})")

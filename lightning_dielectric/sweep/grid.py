@@ -102,6 +102,7 @@ def trial_config(spec: SweepSpec, point: GridPoint, run_dir: Path) -> dict[str, 
     for dotted, value in spec.overrides.items():
         _assign(config, dotted, value)
     _assign(config, "seed_everything", point.seed)
+    _assign(config, "data.seed", point.seed)  # per-seed data order too, not only the initialisation
     _assign(config, "trainer.max_epochs", point.epochs)
     _assign(config, "trainer.devices", spec.devices)
     _assign(
