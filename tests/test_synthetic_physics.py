@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import spglib
 
-from lightning_dielectric.synthetic.hamiltonian import build_model
+from lightning_dielectric.synthetic.hamiltonian import build_tb_model
 from lightning_dielectric.synthetic.optics import OpticsSettings, irreducible_kpoints, optical_response, reciprocal
 from lightning_dielectric.synthetic.prototypes import MIN_DISTANCE_RATIO, PROTOTYPES, min_distance_ratio, random_structure
 from lightning_dielectric.synthetic.slater_koster import bond_parameters, element_params, hopping_blocks, orbital_rotation
@@ -68,7 +68,7 @@ def test_orbital_rotation_is_orthogonal_and_covariant():
 
 
 def test_hamiltonian_hermitian_and_gradient_is_derivative():
-    model = build_model(*_low_symmetry_cell())
+    model = build_tb_model(*_low_symmetry_cell())
     rng = np.random.default_rng(2)
     k = rng.normal(size=(3, 3))
     h, dh = model.hamiltonian(k)
@@ -109,7 +109,7 @@ def test_irreducible_weights_sum_to_mesh_and_reduce_cubic_mesh():
 
 @pytest.fixture(scope="module")
 def low_symmetry_result():
-    model = build_model(*_low_symmetry_cell())
+    model = build_tb_model(*_low_symmetry_cell())
     return model, optical_response(model, mesh=(8, 8, 8))
 
 
@@ -149,10 +149,10 @@ def test_supercell_gives_same_spectra(adaptive):
     tol = 1e-4
     settings = OpticsSettings(adaptive=adaptive)
     lattice, numbers, positions = _low_symmetry_cell()
-    res = optical_response(build_model(lattice, numbers, positions), settings, mesh=(8, 8, 8))
+    res = optical_response(build_tb_model(lattice, numbers, positions), settings, mesh=(8, 8, 8))
     super_lattice = lattice * np.array([[2.0], [1.0], [1.0]])
     super_positions = np.vstack([positions, positions + lattice[0]])
-    sup = optical_response(build_model(super_lattice, np.tile(numbers, 2), super_positions), settings, mesh=(4, 8, 8))
+    sup = optical_response(build_tb_model(super_lattice, np.tile(numbers, 2), super_positions), settings, mesh=(4, 8, 8))
     assert abs(sup.drude - res.drude) < tol * res.drude
     np.testing.assert_allclose(sup.eps_im, res.eps_im, atol=tol * res.eps_im.max())
     np.testing.assert_allclose(sup.eps_re, res.eps_re, atol=tol * np.abs(res.eps_re).max())
@@ -162,7 +162,7 @@ def test_rotation_and_translation_change_nothing(low_symmetry_result):
     _, res = low_symmetry_result
     lattice, numbers, positions = _low_symmetry_cell()
     rot = _random_rotation(np.random.default_rng(5))
-    moved = optical_response(build_model(lattice @ rot.T, numbers, positions @ rot.T + [0.3, -1.7, 2.2]), mesh=(8, 8, 8))
+    moved = optical_response(build_tb_model(lattice @ rot.T, numbers, positions @ rot.T + [0.3, -1.7, 2.2]), mesh=(8, 8, 8))
     assert abs(moved.drude - res.drude) < 1e-4 * res.drude
     np.testing.assert_allclose(moved.eps_im, res.eps_im, atol=1e-4 * res.eps_im.max())
     np.testing.assert_allclose(moved.eps_re, res.eps_re, atol=1e-4 * np.abs(res.eps_re).max())
@@ -170,7 +170,7 @@ def test_rotation_and_translation_change_nothing(low_symmetry_result):
 
 def test_symmetric_wedge_equals_full_mesh():
     """fcc Cu: the irreducible-wedge sum equals the sum over the full mesh (symmetry off)."""
-    model = build_model(3.6 * FCC, [29], [[0, 0, 0]])
+    model = build_tb_model(3.6 * FCC, [29], [[0, 0, 0]])
     wedge = optical_response(model, mesh=(6, 6, 6))
     full = optical_response(model, OpticsSettings(symmetry=False), mesh=(6, 6, 6))
     assert wedge.n_kpoints < full.n_kpoints
@@ -180,10 +180,10 @@ def test_symmetric_wedge_equals_full_mesh():
 
 def test_single_s_band_has_no_interband_and_full_band_no_drude():
     lattice = 3.0 * FCC
-    one = optical_response(build_model(lattice, [11], [[0, 0, 0]], max_l=0), mesh=(6, 6, 6))
+    one = optical_response(build_tb_model(lattice, [11], [[0, 0, 0]], max_l=0), mesh=(6, 6, 6))
     assert np.all(one.eps_im == 0) and np.all(one.eps_re == 1)
     assert one.drude > 1.0  # half-filled s band: a metal
-    full = optical_response(build_model(lattice, [11], [[0, 0, 0]], max_l=0, n_electrons=2), mesh=(6, 6, 6))
+    full = optical_response(build_tb_model(lattice, [11], [[0, 0, 0]], max_l=0, n_electrons=2), mesh=(6, 6, 6))
     assert full.drude < 1e-8
 
 

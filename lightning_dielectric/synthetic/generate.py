@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from ..data.schema import records_to_table
 from ..data.writer import DatasetExistsError, write_dataset
-from .hamiltonian import build_model
+from .hamiltonian import build_tb_model
 from .optics import OpticsSettings, optical_response
 from .prototypes import random_structure
 
@@ -39,7 +39,7 @@ def material(seed: int, index: int, settings: OpticsSettings = OpticsSettings())
 
     rng = np.random.default_rng([seed, index])
     lattice, numbers, positions, _ = random_structure(rng)
-    result = optical_response(build_model(lattice, numbers, positions), settings)
+    result = optical_response(build_tb_model(lattice, numbers, positions), settings)
     formula = Composition(_counts(numbers)).reduced_formula
     return {
         "mat_id": f"tb-{index + 1:06d}",

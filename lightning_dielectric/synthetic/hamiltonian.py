@@ -63,7 +63,7 @@ class TBModel:
         return h[:, 0], h[:, 1:]
 
 
-def build_model(
+def build_tb_model(
     lattice: np.ndarray,
     numbers: np.ndarray,
     positions: np.ndarray,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .hamiltonian import build_model
+from .hamiltonian import build_tb_model
 from .optics import OpticsResult, optical_response
 
 # Experimental room-temperature fcc lattice constants (Å) and Drude plasma energies ħω_D (eV)
@@ -29,7 +29,7 @@ FCC = np.array([[0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 0.5, 0.0]])
 
 def reference_results() -> dict[str, OpticsResult]:
     """Default-settings results for the five fcc metals (one atom per primitive cell)."""
-    return {name: optical_response(build_model(a * FCC, [z], [[0.0, 0.0, 0.0]])) for name, (z, a, _) in METALS.items()}
+    return {name: optical_response(build_tb_model(a * FCC, [z], [[0.0, 0.0, 0.0]])) for name, (z, a, _) in METALS.items()}
 
 
 def markdown_table(results: dict[str, OpticsResult]) -> str:
