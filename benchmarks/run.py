@@ -52,20 +52,19 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown benchmark(s) {sorted(unknown)}; have {names}")
         names = wanted
+    header = (
+        "# Benchmarks\n\nWritten by `make bench` (`python -m benchmarks.run"
+        + (" --quick" if args.quick else "")
+        + f"`) on {time.strftime('%Y-%m-%d')}.\n\nMachine:\n\n{machine()}\n"
+    )
     sections = []
-    for name in names:
+    for name in names:  # the file is rewritten after each benchmark, so a long run keeps what it measured
         print(f"== benchmark {name}", flush=True)
         start = time.perf_counter()
         section = importlib.import_module(f"benchmarks.bench_{name}").run(quick=args.quick)
         sections.append(section.rstrip() + f"\n\n_{name}: {time.perf_counter() - start:.0f} s wall_\n")
         print(section, flush=True)
-    text = (
-        "# Benchmarks\n\nWritten by `make bench` (`python -m benchmarks.run`"
-        + (" --quick" if args.quick else "")
-        + f") on {time.strftime('%Y-%m-%d')}.\n\nMachine:\n\n{machine()}\n"
-        + "\n".join(sections)
-    )
-    Path(args.out).write_text(text)
+        Path(args.out).write_text(header + "\n".join(sections))
     print(f"wrote {args.out}")
     return 0
 
