@@ -58,7 +58,7 @@ def write_sweep(tmp_path: Path, name: str = "sweep.yaml", **changes) -> Path:
 
 
 def store_of(spec) -> SweepStore:
-    return SweepStore(spec.storage_url, spec.study_name, grace_period=spec.grace_period, max_retries=spec.max_retries)
+    return SweepStore.for_spec(spec)
 
 
 def attempts(run_dir: Path) -> list[str]:

@@ -56,7 +56,7 @@ def write_sweep(tmp_path: Path, data: Path, **changes) -> Path:
 
 
 def states_of(spec):
-    store = SweepStore(spec.storage_url, spec.study_name, grace_period=spec.grace_period, max_retries=spec.max_retries)
+    store = SweepStore.for_spec(spec)
     return store.states(expand(spec))
 
 

@@ -146,7 +146,7 @@ def status_main(argv: list[str]) -> int:
     from lightning_dielectric.sweep.store import SweepStore
 
     points = expand(spec)
-    store = SweepStore(spec.storage_url, spec.study_name, grace_period=spec.grace_period, max_retries=spec.max_retries)
+    store = SweepStore.for_spec(spec)
     states = store.states(points)
     c = Counter(s.status for s in states.values())
     console = Console()
@@ -170,7 +170,7 @@ def export_main(argv: list[str]) -> int:
     from lightning_dielectric.sweep.store import SweepStore
 
     points = expand(spec)
-    store = SweepStore(spec.storage_url, spec.study_name, grace_period=spec.grace_period, max_retries=spec.max_retries)
+    store = SweepStore.for_spec(spec)
     table = runs_table(points, store.states(points))
     parquet, csv = write_runs(table, args.to or spec.out)
     print(f"{len(table)} rows -> {parquet}, {csv}")

@@ -106,12 +106,7 @@ class Driver:
         self._envs = device_envs(self.workers, spec.devices)
 
     def open_store(self) -> SweepStore:
-        return SweepStore(
-            self.spec.storage_url,
-            self.spec.study_name,
-            grace_period=self.spec.grace_period,
-            max_retries=self.spec.max_retries,
-        )
+        return SweepStore.for_spec(self.spec)
 
     def start(self) -> list[threading.Thread]:
         """Start the worker threads (daemon threads; :meth:`stop` ends them)."""

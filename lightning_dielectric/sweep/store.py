@@ -137,6 +137,11 @@ class SweepStore:
         self.study_id = self.study._study_id
         self.last_beat: dict[int, float] = {}  # trial id -> time of our last heartbeat (s)
 
+    @classmethod
+    def for_spec(cls, spec) -> SweepStore:
+        """The store of a loaded sweep file (``SweepSpec``)."""
+        return cls(spec.storage_url, spec.study_name, grace_period=spec.grace_period, max_retries=spec.max_retries)
+
     # -- reading ------------------------------------------------------------------------------
     @retry_locked
     def trials(self, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
