@@ -30,7 +30,11 @@ import pandas as pd
 from .fit import Points
 
 REQUIRED = ("family", "width", "N", "D", "seed", "val_loss")
-COLUMNS = ("family", "width", "N", "D", "seed", "val_loss", "eps_loss", "drude_loss", "epochs", "wall_s", "run_dir")
+# The runs table, shared with ``sweep export``: ``study`` is "data" (D varies at fixed width),
+# "width" (width varies at fixed D) or "grid"; N is the exact parameter count; losses are validation MAEs.
+COLUMNS = (
+    "study", "family", "width", "N", "D", "seed", "val_loss", "eps_loss", "drude_loss", "epochs", "wall_s", "run_dir",
+)
 STUDIES = ("data", "width", "grid")
 
 # the paper's JSON names → the package's family names
@@ -180,7 +184,7 @@ def import_optimetal(paths, *, data_width: int = 256, width_d: int = 20000) -> p
                         where = f"{path}:{fam}/{d_key}/{w_key}"
                         fixed = {"family": family, "study": "grid", "width": _int_key(w_key, where), "D": d_value}
                         rows += _run_rows(runs, where, **fixed)
-    df = pd.DataFrame(rows, columns=list(COLUMNS) + ["study"])
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
     return df.sort_values(["study", "family", "D", "width", "seed"], kind="stable").reset_index(drop=True)
 
 
@@ -225,7 +229,7 @@ def series(df: pd.DataFrame) -> tuple[list[Series], list[str]]:
         notes.append(f"{int(bad.sum())} run(s) without a finite val_loss ignored")
     df = df[~bad]
     out: list[Series] = []
-    has_study = "study" in df.columns
+    has_study = "study" in df.columns and bool(df["study"].notna().all())
     for family in sorted(df["family"].unique()):
         rows = df[df["family"] == family]
         if has_study:

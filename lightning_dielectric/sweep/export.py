@@ -18,13 +18,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from lightning_dielectric.laws.runs import COLUMNS as RUNS_COLUMNS
+from lightning_dielectric.laws.runs import write_runs as write_table
 from lightning_dielectric.sweep.grid import GridPoint
 from lightning_dielectric.sweep.store import PointState
 
-COLUMNS = (
-    "study", "family", "width", "N", "D", "seed", "val_loss", "eps_loss", "drude_loss",
-    "best_epoch", "epochs", "wall_s", "run_dir", "trial",
-)
+COLUMNS = RUNS_COLUMNS + ("best_epoch", "trial")
 
 
 def runs_table(points: list[GridPoint], states: dict[str, PointState]) -> pd.DataFrame:
@@ -61,8 +60,4 @@ def runs_table(points: list[GridPoint], states: dict[str, PointState]) -> pd.Dat
 
 def write_runs(table: pd.DataFrame, out: Path) -> tuple[Path, Path]:
     """Write ``out/runs.parquet`` and ``out/runs.csv``; returns both paths."""
-    out.mkdir(parents=True, exist_ok=True)
-    parquet, csv = out / "runs.parquet", out / "runs.csv"
-    table.to_parquet(parquet, index=False)
-    table.to_csv(csv, index=False)
-    return parquet, csv
+    return write_table(table, out / "runs.parquet"), write_table(table, out / "runs.csv")
