@@ -4,7 +4,7 @@ Every model maps a ``CrystalGraph`` batch to ``(eps, drude)``: ε_inter (B, 2001
 on the 0–20 eV grid and the Drude frequency ω_D (B,) in eV.
 """
 
-from lightning_dielectric.models.embeddings import MAX_Z, check_atomic_numbers
+from lightning_dielectric.models.embeddings import EMBEDDING_MAX_Z, check_atomic_numbers
 from lightning_dielectric.models.families import FAMILIES, build_model, count_parameters, num_parameters
 from lightning_dielectric.models.magpie import MagpieBaseline, MagpieFeatures
 from lightning_dielectric.models.optimetal2b import OptiMetal2B
@@ -12,7 +12,7 @@ from lightning_dielectric.models.optimetal3b import OptiMetal3B
 
 __all__ = [
     "FAMILIES",
-    "MAX_Z",
+    "EMBEDDING_MAX_Z",
     "MagpieBaseline",
     "MagpieFeatures",
     "OptiMetal2B",

@@ -8,16 +8,16 @@ import math
 import torch
 from torch import Tensor
 
-MAX_Z = 86
-"""Heaviest element the 24 group/period features describe (Rn; periods 1–6)."""
+EMBEDDING_MAX_Z = 86
+"""Heaviest element the 24 group/period features describe (Rn; periods 1–6); datasets stop at Bi (``data.schema.MAX_Z``)."""
 
 _PERIOD_ENDS = (2, 10, 18, 36, 54, 86)
 
 
 def group_period(z: int) -> tuple[int, int]:
     """IUPAC group (1–18) and period (1–6) of element ``z``; lanthanides (La–Lu) are in group 3."""
-    if not 1 <= z <= MAX_Z:
-        raise ValueError(f"element Z={z} is outside the supported range 1..{MAX_Z} (periods 1-6)")
+    if not 1 <= z <= EMBEDDING_MAX_Z:
+        raise ValueError(f"element Z={z} is outside the supported range 1..{EMBEDDING_MAX_Z} (periods 1-6)")
     period = next(p for p, end in enumerate(_PERIOD_ENDS, start=1) if z <= end)
     k = z - (_PERIOD_ENDS[period - 2] if period > 1 else 0)  # 1-based position in the period
     if period == 1:
@@ -34,16 +34,16 @@ def group_period(z: int) -> tuple[int, int]:
 
 
 def check_atomic_numbers(z) -> None:
-    """Raise ``ValueError`` naming the elements outside 1..``MAX_Z`` (call outside the training loop)."""
-    bad = sorted({int(v) for v in torch.as_tensor(z).reshape(-1).tolist() if not 1 <= int(v) <= MAX_Z})
+    """Raise ``ValueError`` naming the elements outside 1..``EMBEDDING_MAX_Z`` (call outside the training loop)."""
+    bad = sorted({int(v) for v in torch.as_tensor(z).reshape(-1).tolist() if not 1 <= int(v) <= EMBEDDING_MAX_Z})
     if bad:
-        raise ValueError(f"unsupported element(s) Z={bad}: the models describe elements 1..{MAX_Z} only")
+        raise ValueError(f"unsupported element(s) Z={bad}: the models describe elements 1..{EMBEDDING_MAX_Z} only")
 
 
 def element_table() -> Tensor:
-    """(MAX_Z + 1, 24) float32: row z = one-hot group (18) ‖ one-hot period (6); row 0 is zero."""
-    table = torch.zeros(MAX_Z + 1, 24)
-    for z in range(1, MAX_Z + 1):
+    """(EMBEDDING_MAX_Z + 1, 24) float32: row z = one-hot group (18) ‖ one-hot period (6); row 0 is zero."""
+    table = torch.zeros(EMBEDDING_MAX_Z + 1, 24)
+    for z in range(1, EMBEDDING_MAX_Z + 1):
         group, period = group_period(z)
         table[z, group - 1] = 1.0
         table[z, 18 + period - 1] = 1.0

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import scatter
 
-from lightning_dielectric.models.embeddings import MAX_Z
+from lightning_dielectric.models.embeddings import EMBEDDING_MAX_Z
 from lightning_dielectric.models.geometry import graph_batch
 from lightning_dielectric.models.heads import DielectricHeads
 from lightning_dielectric.models.blocks import mlp
@@ -29,13 +29,13 @@ NUM_FEATURES = len(MAGPIE_PROPERTIES) * len(MAGPIE_STATS)
 
 
 def magpie_table() -> Tensor:
-    """(MAX_Z + 1, 22) float64 Magpie elemental properties; row z = element z, row 0 is NaN."""
+    """(EMBEDDING_MAX_Z + 1, 22) float64 Magpie elemental properties; row z = element z, row 0 is NaN."""
     from matminer.utils.data import MagpieData
     from pymatgen.core import Element
 
     source = MagpieData()
     rows = [[float("nan")] * len(MAGPIE_PROPERTIES)]
-    for z in range(1, MAX_Z + 1):
+    for z in range(1, EMBEDDING_MAX_Z + 1):
         element = Element.from_Z(z)
         rows.append([float(source.get_elemental_property(element, p)) for p in MAGPIE_PROPERTIES])
     return torch.tensor(rows, dtype=torch.float64)
@@ -53,8 +53,8 @@ class MagpieFeatures(torch.nn.Module):
         vals = self.table.index_select(0, z)  # (n, 22)
         ones = torch.ones_like(z, dtype=vals.dtype)
         n_atoms = scatter(ones, batch, dim=0, dim_size=num_graphs, reduce="sum").unsqueeze(-1)
-        key = batch * (MAX_Z + 1) + z
-        per_element = scatter(ones, key, dim=0, dim_size=num_graphs * (MAX_Z + 1), reduce="sum")
+        key = batch * (EMBEDDING_MAX_Z + 1) + z
+        per_element = scatter(ones, key, dim=0, dim_size=num_graphs * (EMBEDDING_MAX_Z + 1), reduce="sum")
         count = per_element.index_select(0, key)  # atoms of this atom's element in its structure
         most = scatter(count, batch, dim=0, dim_size=num_graphs, reduce="max").index_select(0, batch)
 
