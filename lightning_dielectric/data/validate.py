@@ -18,10 +18,10 @@ ingest summary counts. Readers raise ``BadRecord`` for problems they meet while 
 
 from __future__ import annotations
 
-from functools import lru_cache
 
 import numpy as np
 
+from .neighbors import periodic_neighbors
 from .schema import ENERGY_GRID, MAX_Z, N_ENERGIES
 
 UNREADABLE = "unreadable file"
@@ -121,37 +121,7 @@ def _array(rec: dict, key: str, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def min_image_distance(lattice: np.ndarray, positions: np.ndarray, reach: float = MIN_DISTANCE_A) -> float:
-    """Shortest distance (Å) between two atoms or an atom and its own periodic image.
-
-    Exact for any cell shape whenever the answer is below ``reach``: for each pair the
-    fractional difference is wrapped into [0, 1) and every lattice translation that could bring
-    the pair within ``reach`` is enumerated, using the spacing 1/|b_k| of the lattice planes
-    (b_k the reciprocal vectors, rows of inv(lattice).T). Returns ``inf`` when no two atoms
-    are within ``reach`` of each other (at the answer's precision; values >= reach may be
-    larger than the true minimum).
-    """
-    lattice = np.asarray(lattice, dtype=np.float64)
-    frac = np.asarray(positions, dtype=np.float64) @ np.linalg.inv(lattice)
-    i, j = np.triu_indices(len(frac))  # i == j: an atom and its own images
-    df = frac[j] - frac[i]
-    df -= np.floor(df)
-    images = _translations(lattice, reach)  # (m, 3) integer
-    vec = (df[:, None, :] + images[None]) @ lattice  # (pairs, m, 3) Å
-    dist = np.linalg.norm(vec, axis=-1)
-    dist[(i == j)[:, None] & ~images.any(axis=1)[None]] = np.inf  # the atom itself
-    best = float(dist.min()) if dist.size else np.inf
-    return best if best < reach else np.inf
-
-
-@lru_cache(maxsize=1024)
-def _translation_grid(lo: tuple[int, int, int], hi: tuple[int, int, int]) -> np.ndarray:
-    axes = [np.arange(a, b + 1) for a, b in zip(lo, hi)]
-    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3).astype(np.float64)
-
-
-def _translations(lattice: np.ndarray, reach: float) -> np.ndarray:
-    # For a wrapped fractional difference f in [0, 1), |(f + n) @ L| < reach needs
-    # |f_k + n_k| < reach * |b_k| for every k, i.e. -ceil(s_k) <= n_k <= ceil(s_k) - 1.
-    s = np.ceil(reach * np.linalg.norm(np.linalg.inv(lattice), axis=0)).astype(int)
-    s = np.maximum(s, 1)
-    return _translation_grid(tuple(-s), tuple(s - 1))
+    """Shortest distance (Å) between two atoms or an atom and its own periodic image, when it is
+    below ``reach``; ``inf`` when no two atoms are within ``reach`` (any cell shape)."""
+    *_, dist = periodic_neighbors(np.asarray(lattice, dtype=np.float64), positions, reach)
+    return float(dist.min()) if len(dist) and dist.min() < reach else np.inf

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..data.neighbors import periodic_neighbors
 from .slater_koster import CUT_OFF, ElementParams, element_params, hopping_blocks
 
 
@@ -85,26 +86,15 @@ def build_tb_model(
     offsets = np.concatenate([[0], np.cumsum([p.n_orb for p in params])]).astype(np.int64)
     onsite = np.concatenate([p.onsite for p in params])
     radii = np.array([p.radius for p in params])
-    r_max = CUT_OFF * 2 * radii.max()
-    images = lattice_images(lattice, r_max)  # (m, 3) Cartesian
+    src, dst, offset, dist = periodic_neighbors(lattice, positions, CUT_OFF * 2 * radii.max())
+    bonded = dist < CUT_OFF * (radii[src] + radii[dst])
+    src, dst, offset = src[bonded], dst[bonded], offset[bonded]
+    bond_vec = positions[dst] + offset @ lattice - positions[src]  # (bonds, 3) Å
     pairs = []
-    for i in range(len(numbers)):
-        for j in range(len(numbers)):
-            vec = positions[j] - positions[i] + images
-            d = np.linalg.norm(vec, axis=1)
-            keep = (d < CUT_OFF * (radii[i] + radii[j])) & (d > 1e-8)
-            if keep.any():
-                vec = vec[keep]
-                t = hopping_blocks(vec, params[i], params[j])  # (h, n_i, n_j)
-                stacked = np.concatenate([t[:, None], vec[:, :, None, None] * t[:, None]], axis=1)
-                pairs.append((i, j, vec, stacked.reshape(len(vec), -1)))
+    for i, j in sorted(set(zip(src.tolist(), dst.tolist()))):  # at most n_atoms² pairs
+        vec = bond_vec[(src == i) & (dst == j)]
+        t = hopping_blocks(vec, params[i], params[j])  # (h, n_i, n_j)
+        stacked = np.concatenate([t[:, None], vec[:, :, None, None] * t[:, None]], axis=1)
+        pairs.append((i, j, vec, stacked.reshape(len(vec), -1)))
     n_e = float(sum(p.n_electrons for p in params)) if n_electrons is None else float(n_electrons)
     return TBModel(lattice, positions, numbers, offsets, onsite, pairs, n_e)
-
-
-def lattice_images(lattice: np.ndarray, r_max: float) -> np.ndarray:
-    """All lattice vectors n·A (Å) that can connect two atoms of the cell within ``r_max``."""
-    spacing = 1.0 / np.linalg.norm(np.linalg.inv(lattice).T, axis=1)  # distance between lattice planes
-    reach = np.ceil(r_max / spacing).astype(int) + 1
-    grid = np.stack(np.meshgrid(*[np.arange(-m, m + 1) for m in reach], indexing="ij"), -1).reshape(-1, 3)
-    return grid @ lattice

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .hamiltonian import lattice_images
+from ..data.neighbors import periodic_neighbors
 from .slater_koster import element_params
 
 _FCC = np.array([[0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 0.5, 0.0]])
@@ -93,11 +93,8 @@ MIN_DISTANCE_RATIO = 0.85
 
 def min_distance_ratio(lattice: np.ndarray, positions: np.ndarray, radii: np.ndarray) -> float:
     """Smallest d_ij / (r_i + r_j) over all pairs and periodic images (i = j images included)."""
-    images = lattice_images(lattice, 2.0 * radii.max() * 1.5)
-    diff = positions[None, :, None, :] - positions[:, None, None, :] + images[None, None, :, :]
-    d = np.linalg.norm(diff, axis=-1)  # (n, n, m)
-    d[d < 1e-8] = np.inf
-    return float(np.min(d / (radii[:, None, None] + radii[None, :, None])))
+    src, dst, _, dist = periodic_neighbors(lattice, positions, 3.0 * radii.max())
+    return float(np.min(dist / (radii[src] + radii[dst]), initial=np.inf))
 
 
 def random_structure(
