@@ -28,6 +28,16 @@ def _load(args: argparse.Namespace) -> SweepSpec:
     return spec.replace(**changes)
 
 
+def _sweep_states(args: argparse.Namespace):
+    """(spec, grid points, their states in the storage) of the sweep named on the command line."""
+    from lightning_dielectric.sweep.grid import expand
+    from lightning_dielectric.sweep.store import SweepStore
+
+    spec = _load(args)
+    points = expand(spec)
+    return spec, points, SweepStore.for_spec(spec).states(points)
+
+
 def run_main(argv: list[str]) -> int:
     p = _parser("run", "Run or resume a scaling sweep; export the runs table and fit the scaling laws.")
     p.add_argument("--workers", type=int, help="trials at once in this driver (default: the file's 'workers')")
@@ -133,7 +143,7 @@ def status_main(argv: list[str]) -> int:
     p = _parser("status", "Done / running / failed / pending grid points per family, design and axis value.")
     args = p.parse_args(argv)
     try:
-        spec = _load(args)
+        spec, points, states = _sweep_states(args)
     except SweepSpecError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -141,13 +151,8 @@ def status_main(argv: list[str]) -> int:
 
     from rich.console import Console
 
-    from lightning_dielectric.sweep.grid import expand
     from lightning_dielectric.sweep.progress import counts_table
-    from lightning_dielectric.sweep.store import SweepStore
 
-    points = expand(spec)
-    store = SweepStore.for_spec(spec)
-    states = store.states(points)
     c = Counter(s.status for s in states.values())
     console = Console()
     console.print(f"sweep {spec.study_name} ({spec.storage_url}): {len(points)} points: "
@@ -161,17 +166,13 @@ def export_main(argv: list[str]) -> int:
     p.add_argument("--to", type=Path, help="output directory (default: the sweep's run directory)")
     args = p.parse_args(argv)
     try:
-        spec = _load(args)
+        spec, points, states = _sweep_states(args)
     except SweepSpecError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     from lightning_dielectric.sweep.export import runs_table, write_runs
-    from lightning_dielectric.sweep.grid import expand
-    from lightning_dielectric.sweep.store import SweepStore
 
-    points = expand(spec)
-    store = SweepStore.for_spec(spec)
-    table = runs_table(points, store.states(points))
+    table = runs_table(points, states)
     parquet, csv = write_runs(table, args.to or spec.out)
     print(f"{len(table)} rows -> {parquet}, {csv}")
     return 0
