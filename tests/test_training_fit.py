@@ -239,3 +239,17 @@ def test_threebody_model_without_triplets_fails_before_training(tiny_dataset, tm
     with pytest.raises(ValueError, match="data.threebody_cutoff"):
         lightning_main(args)
     assert not list((tmp_path / "runs").rglob("*.ckpt"))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [(("--data.root", "{missing}"), "dataset.json missing"), (("--data.train_size", "100000"), "train_size=100000")],
+)
+def test_bad_data_values_fail_with_one_line(tiny_dataset, tmp_path, capsys, override, message):
+    args = fit_args(tiny_dataset, tmp_path / "runs", override[0], override[1].format(missing=tmp_path / "nothing"))
+    with pytest.raises(SystemExit) as exit_info:
+        lightning_main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()

@@ -13,6 +13,8 @@ message before anything is built.
 
 from __future__ import annotations
 
+import sys
+
 import torch
 from jsonargparse import lazy_instance
 from pytorch_lightning.callbacks import ModelCheckpoint
@@ -44,6 +46,15 @@ class DielectricCLI(LightningCLI):
             }
         )
         parser.add_lightning_class_args(RunResult, "result")
+
+    def instantiate_classes(self) -> None:
+        """Build the configured objects; a value that only fails here (a dataset root without
+        dataset.json, a train_size larger than the split) stops with one line, not a traceback."""
+        try:
+            super().instantiate_classes()
+        except (FileNotFoundError, ValueError) as err:
+            print(f"lightning: error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
 
 
 def main(argv: list[str] | None = None) -> None:
