@@ -28,7 +28,7 @@ def _storage_ops(url: str, n: int) -> tuple[float, float]:
     store = SweepStore(url, f"bench-{uuid.uuid4().hex[:8]}", grace_period=60, max_retries=0)
     points = [GridPoint("2b-cgc", 16, 100 + i, 0, 1, ("data",)) for i in range(n)]
     t0 = time.perf_counter()
-    ids = [store.claim(p, Path("bench-run"))  # recorded as an attribute only for p in points]
+    ids = [store.claim(p, Path("bench-run")) for p in points]  # run_dir is only recorded
     t1 = time.perf_counter()
     for trial_id in ids:
         store.complete(trial_id, 1.0, {"wall_s": 1.0})
