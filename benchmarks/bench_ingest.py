@@ -114,24 +114,16 @@ def run(quick: bool = False) -> str:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         tmp = Path(tmp)
-        for n in sizes:
-            src = tmp / f"cse-{n}"
-            write_cse_source(src, n)
-            mb = sum(p.stat().st_size for p in src.rglob("*.json")) / 2**20
+        sources = [("cse-json", n, write_cse_source, "*.json") for n in sizes]
+        sources += [("h5", n, write_h5_source, "*") for n in h5_sizes]
+        for fmt, n, write_source, pattern in sources:
+            src = tmp / f"{fmt}-{n}"
+            write_source(src, n)
+            mb = sum(p.stat().st_size for p in src.rglob(pattern) if p.is_file()) / 2**20
             for workers in (1, 2):
-                out = tmp / f"out-cse-{n}-{workers}"
+                out = tmp / f"out-{fmt}-{n}-{workers}"
                 wall, peak, rc = run_ingest(src, out, workers)
-                rows.append(("cse-json", n, f"{mb:.0f} MiB", workers, wall, n / wall, peak, rc))
-                shutil.rmtree(out)
-            shutil.rmtree(src)
-        for n in h5_sizes:
-            src = tmp / f"h5-{n}"
-            write_h5_source(src, n)
-            mb = sum(p.stat().st_size for p in src.iterdir()) / 2**20
-            for workers in (1, 2):
-                out = tmp / f"out-h5-{n}-{workers}"
-                wall, peak, rc = run_ingest(src, out, workers)
-                rows.append(("h5", n, f"{mb:.0f} MiB", workers, wall, n / wall, peak, rc))
+                rows.append((fmt, n, f"{mb:.0f} MiB", workers, wall, n / wall, peak, rc))
                 shutil.rmtree(out)
             shutil.rmtree(src)
     lines = [
