@@ -14,7 +14,7 @@ import torch
 from conftest import make_dataset
 
 from lightning_dielectric.data import DielectricDataModule
-from lightning_dielectric.data.datamodule import rank_batches, shuffle_buffer
+from lightning_dielectric.data.epochs import rank_batches, shuffle_buffer
 from lightning_dielectric.data.schema import table_to_arrays
 from lightning_dielectric.data.writer import shard_paths
 
@@ -137,23 +137,20 @@ def test_rank_batches_partition_exactly_with_equal_batch_counts(batch_size, worl
 
 def test_worker_and_rank_plans_cover_every_row_once(dataset):
     dm = DielectricDataModule(str(dataset), batch_size=8, train_size=199)
-    stream = dm.stream("train")
-    stream.epoch = 3
+    plan = dm.stream("train").plan
     for world in (1, 2, 3):
         seen = []
         counts = set()
         for rank in range(world):
-            stream.rank, stream.world = rank, world
             n_batches = 0
             for worker in range(3):
-                units, sizes = stream.epoch_plan(worker, 3)
-                rows = sum(int(hi - lo) for _, _, lo, hi in units)
-                assert rows == sum(sizes)
-                seen.extend((int(f), int(g), r) for f, g, lo, hi in units for r in range(lo, hi))
+                rows, sizes = plan.worker_rows(3, rank, world, worker, 3)
+                assert len(rows) == sum(sizes)
+                seen.extend(rows.tolist())
                 n_batches += len(sizes)
             counts.add(n_batches)
         assert len(counts) == 1
-        assert len(seen) == len(set(seen)) == 199
+        assert len(seen) == len(set(seen)) == 199 and set(seen) == set(range(199))
 
 
 def _ddp_worker(rank: int, world: int, root: str, port: int, out: str) -> None:

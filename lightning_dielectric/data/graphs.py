@@ -145,11 +145,12 @@ def batch_arrays(
     }
 
 
-def arrays_to_batch(arrays: dict[str, np.ndarray], **graph_attrs) -> Batch:
-    """A PyG ``Batch`` of ``CrystalGraph`` from ``batch_arrays`` output plus per-graph attributes.
+def arrays_to_batch(arrays: dict, **graph_attrs) -> Batch:
+    """A PyG ``Batch`` of ``CrystalGraph`` from ``batch_arrays``-style arrays plus per-graph attributes.
 
-    Records the slices and increments that PyG's collation would, so ``get_example`` and
-    ``to_data_list`` work.
+    The graph arrays may be numpy arrays or tensors on any device (they are used as they are);
+    the counts ``n_nodes``, ``n_edges``, ``n_triplets`` are host numpy arrays. Records the slices
+    and increments that PyG's collation would, so ``get_example`` and ``to_data_list`` work.
     """
     n_nodes = arrays["n_nodes"]
     n_graphs = len(n_nodes)
@@ -169,8 +170,10 @@ def arrays_to_batch(arrays: dict[str, np.ndarray], **graph_attrs) -> Batch:
     out = Batch(_base_cls=CrystalGraph)
     for key, (value, _, _) in fields.items():
         out[key] = value if isinstance(value, list) else torch.as_tensor(value)
-    out.batch = torch.from_numpy(np.repeat(np.arange(n_graphs, dtype=np.int64), n_nodes))
-    out.ptr = node_slices
+    device = out.z.device
+    out.batch = torch.repeat_interleave(torch.arange(n_graphs, device=device),
+                                        torch.as_tensor(n_nodes, device=device), output_size=int(node_slices[-1]))
+    out.ptr = node_slices.to(device)
     out._num_graphs = n_graphs
     out._slice_dict = {key: slices for key, (_, slices, _) in fields.items()}
     out._inc_dict = {key: incs for key, (_, _, incs) in fields.items()}

@@ -309,17 +309,17 @@ def ingest(source: str | Path, out: str | Path, *, fmt: str | None = None, worke
 
 
 @contextmanager
-def progress_bar(total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
-    """Yield ``advance(n)`` for a rich progress bar on stderr (a no-op when disabled)."""
+def progress_bar(total: int, enabled: bool, label: str = "ingest") -> Iterator[Callable[[int], None]]:
+    """Yield ``advance(n)`` for a rich progress bar named ``label`` on stderr (a no-op when disabled)."""
     if not enabled:
         yield lambda n: None
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    columns = (TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True)) as bar:
-        task = bar.add_task("ingest", total=total)
+        task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)
 
 
