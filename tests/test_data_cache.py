@@ -13,6 +13,7 @@ import torch
 from conftest import make_dataset
 
 from lightning_dielectric.data import DielectricDataModule
+from lightning_dielectric.data.epochs import shuffle_buffer, shuffle_buffer_order
 from lightning_dielectric.data.graph_cache import cache_key, open_graph_cache
 from lightning_dielectric.data.memory import MemoryLoader
 from lightning_dielectric.data.stream import EpochLoader
@@ -144,3 +145,13 @@ def test_ddp_two_ranks_memory_equals_stream(dataset, tmp_path):
         for epoch in (0, 1):
             assert [m for m, _ in memory[epoch]] == [m for m, _ in stream[epoch]]
             assert all(torch.equal(a, b) for (_, a), (_, b) in zip(memory[epoch], stream[epoch]))
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 8, 64, 1000])
+def test_vectorised_shuffle_order_equals_the_buffer(size):
+    for n in (0, 1, 2, 5, 63, 64, 65, 500):
+        for seed in range(4):
+            reference_rng, rng = np.random.default_rng([seed, 1]), np.random.default_rng([seed, 1])
+            expected = list(shuffle_buffer(iter(range(n)), size, reference_rng))
+            assert shuffle_buffer_order(n, size, rng).tolist() == expected
+            assert rng.integers(1 << 30) == reference_rng.integers(1 << 30)  # same generator state after

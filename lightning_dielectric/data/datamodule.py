@@ -170,7 +170,7 @@ class DielectricDataModule(LightningDataModule):
         per_structure = sum(a[k].itemsize * np.prod(a[k].shape[1:], dtype=np.int64)
                             for k in ("cell", "eps", "drude")) + 48  # + counts and starts (int64)
         node = a["z"].itemsize + 3 * a["pos"].itemsize
-        edge = 2 * a["edge_src"].itemsize + 3 * a["cell_offset"].itemsize
+        edge = 2 * a["edge_src"].itemsize + 3 * 4  # cell offsets are held as float32
         triplet = 2 * a["triplet_first"].itemsize
         sel = {k: int(np.asarray(a[f"n_{k}"])[rows].sum()) for k in ("nodes", "edges", "triplets")}
         need = len(rows) * per_structure + sel["nodes"] * node + sel["edges"] * edge + sel["triplets"] * triplet

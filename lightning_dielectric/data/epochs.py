@@ -64,6 +64,33 @@ def shuffle_buffer(items: Iterator, size: int, rng: np.random.Generator) -> Iter
     yield from buffer
 
 
+def shuffle_buffer_order(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """The permutation ``list(shuffle_buffer(iter(range(n)), size, rng))``, vectorised.
+
+    Exact: the k drawn one at a time by ``shuffle_buffer`` equal one vectorised draw (NumPy's
+    bit generator keeps its 32-bit buffer between calls; checked in the tests), and the item
+    leaving slot k at step t is the one written there last before t (or the slot's first item).
+    """
+    if size <= 1:
+        return np.arange(n)
+    m = n - size
+    if m <= 0:
+        buffer = np.arange(n)
+        rng.shuffle(buffer)
+        return buffer
+    k = rng.integers(size, size=m)
+    by_slot = np.lexsort((np.arange(m), k))  # steps grouped by slot, in time order
+    slot, step = k[by_slot], by_slot
+    same = np.r_[False, slot[1:] == slot[:-1]]
+    out = np.empty(m, dtype=np.int64)
+    out[step] = np.where(same, size + np.r_[0, step[:-1]], slot)
+    last = np.r_[slot[1:] != slot[:-1], True]
+    buffer = np.arange(size)
+    buffer[slot[last]] = size + step[last]
+    rng.shuffle(buffer)
+    return np.concatenate([out, buffer])
+
+
 class EpochPlan:
     """The epoch stream of one split over selected stored rows.
 
@@ -116,12 +143,14 @@ class EpochPlan:
         hi = lo + sum(sizes[worker::num_workers])
         return self.stream(epoch)[lo:hi], sizes[worker::num_workers]
 
-    def shuffled(self, rows: Iterator, epoch: int, rank: int, worker: int) -> Iterator:
-        """``rows`` (or samples) through the worker's seeded shuffle buffer (point 5; identity for eval)."""
+    def _rng(self, epoch: int, rank: int, worker: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, epoch, rank, worker])
+
+    def shuffled(self, samples: Iterator, epoch: int, rank: int, worker: int) -> Iterator:
+        """``samples`` through the worker's seeded shuffle buffer, lazily (point 5; identity for eval)."""
         if not self.shuffle:
-            return rows
-        rng = np.random.default_rng([self.seed, epoch, rank, worker])
-        return shuffle_buffer(rows, self.shuffle_buffer, rng)
+            return samples
+        return shuffle_buffer(samples, self.shuffle_buffer, self._rng(epoch, rank, worker))
 
     def batches(self, epoch: int, rank: int, world: int, num_workers: int) -> list[np.ndarray]:
         """The rank's batches as arrays of stored rows, in the order a DataLoader with
@@ -130,7 +159,8 @@ class EpochPlan:
         per_worker = []
         for worker in range(num_workers):
             rows, sizes = self.worker_rows(epoch, rank, world, worker, num_workers)
-            order = np.fromiter(self.shuffled(iter(rows.tolist()), epoch, rank, worker), np.int64, len(rows))
-            per_worker.append(np.split(order, np.cumsum(sizes)[:-1]) if sizes else [])
+            if self.shuffle:
+                rows = rows[shuffle_buffer_order(len(rows), self.shuffle_buffer, self._rng(epoch, rank, worker))]
+            per_worker.append(np.split(rows, np.cumsum(sizes)[:-1]) if sizes else [])
         total = sum(len(b) for b in per_worker)
         return [per_worker[k % num_workers][k // num_workers] for k in range(total)]

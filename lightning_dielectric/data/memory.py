@@ -1,7 +1,7 @@
 """Graphs and targets held as tensors on the training device; batches assembled by gathers.
 
 ``GraphTensors`` keeps selected structures of a ``GraphCache`` in compact dtypes (int8 atomic
-numbers, int16 cell offsets, int32 per-structure indices) on one device. A batch is a handful of
+numbers, int32 per-structure indices) on one device. A batch is a handful of
 vectorised gathers (no Python per structure, no worker processes): the node, edge and triplet
 ranges of the chosen structures are expanded with ``repeat_interleave``, and edge (triplet)
 indices are shifted by the batch's node (edge) offsets. ``MemoryLoader`` yields, for an epoch,
@@ -27,13 +27,10 @@ _NODE, _EDGE, _TRIPLET = ("z", "pos"), ("edge_src", "edge_dst", "cell_offset"), 
 _GRAPH = ("cell", "eps", "drude")
 
 
-def ranges(starts: np.ndarray | Tensor, counts: np.ndarray | Tensor, total: int) -> np.ndarray | Tensor:
-    """Concatenated ``arange(starts[k], starts[k] + counts[k])`` (``total`` = Σ counts)."""
-    if isinstance(starts, np.ndarray):
-        offsets = np.cumsum(counts) - counts
-        return np.repeat(starts - offsets, counts) + np.arange(total)
-    offsets = torch.cumsum(counts, 0) - counts
-    return torch.repeat_interleave(starts - offsets, counts, output_size=total) + torch.arange(total, device=starts.device)
+def ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(starts[k], starts[k] + counts[k])``, int64."""
+    offsets = np.cumsum(counts) - counts
+    return np.repeat(starts - offsets, counts) + np.arange(offsets[-1] + counts[-1] if len(counts) else 0)
 
 
 def _starts(counts: np.ndarray) -> np.ndarray:
@@ -48,49 +45,51 @@ class GraphTensors:
         self.rows = np.asarray(rows, dtype=np.int64)
         self.device = torch.device(device)
         counts = {k: np.asarray(a[f"n_{k}"]) for k in ("nodes", "edges", "triplets")}
-        self.counts = {k: v[self.rows] for k, v in counts.items()}  # host copies: batch sizes without syncs
-        select = {k: ranges(_starts(counts[k])[self.rows], self.counts[k], int(self.counts[k].sum())) for k in counts}
+        # host copies of counts and starts: batch index arithmetic runs in numpy, without device syncs
+        self.counts = {k: v[self.rows] for k, v in counts.items()}
+        self.starts = {k: _starts(v) for k, v in self.counts.items()}
+        select = {k: ranges(_starts(counts[k])[self.rows], self.counts[k]) for k in counts}
         tensors = {}
         for kind, names in (("nodes", _NODE), ("edges", _EDGE), ("triplets", _TRIPLET)):
             for name in names:
                 tensors[name] = torch.from_numpy(np.ascontiguousarray(a[name][select[kind]]))
+        tensors["cell_offset"] = tensors["cell_offset"].float()  # float32 in memory: no conversion per batch
         for name in _GRAPH:
             tensors[name] = torch.from_numpy(np.ascontiguousarray(a[name][self.rows]))
-        for kind, values in self.counts.items():
-            tensors[f"n_{kind}"] = torch.from_numpy(values)
-            tensors[f"start_{kind}"] = torch.from_numpy(_starts(values))
         self.t = {name: value.to(self.device) for name, value in tensors.items()}
-        self.mat_id = [cache.mat_id[r] for r in self.rows]
+        self.mat_id = np.array([cache.mat_id[r] for r in self.rows], dtype=object)
 
     @property
     def nbytes(self) -> int:
         return sum(v.numel() * v.element_size() for v in self.t.values())
 
+    def _index(self, index: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(index).to(self.device, non_blocking=True)
+
     def batch(self, index: np.ndarray) -> Batch:
         """The ``CrystalGraph`` batch of the structures at positions ``index`` (into ``rows``)."""
         t = self.t
-        host = {k: v[index] for k, v in self.counts.items()}
-        total = {k: int(v.sum()) for k, v in host.items()}
-        i = torch.from_numpy(np.asarray(index, dtype=np.int64)).to(self.device, non_blocking=True)
-        count = {k: t[f"n_{k}"][i] for k in host}
-        node = ranges(t["start_nodes"][i], count["nodes"], total["nodes"])
-        edge = ranges(t["start_edges"][i], count["edges"], total["edges"])
-        triplet = ranges(t["start_triplets"][i], count["triplets"], total["triplets"])
-        node_shift = torch.repeat_interleave(torch.cumsum(count["nodes"], 0) - count["nodes"], count["edges"],
-                                             output_size=total["edges"])
-        edge_shift = torch.repeat_interleave(torch.cumsum(count["edges"], 0) - count["edges"], count["triplets"],
-                                             output_size=total["triplets"])
+        n = {k: v[index] for k, v in self.counts.items()}
+        node = self._index(ranges(self.starts["nodes"][index], n["nodes"]))
+        edge = self._index(ranges(self.starts["edges"][index], n["edges"]))
+        triplet = self._index(ranges(self.starts["triplets"][index], n["triplets"]))
+        node_shift = self._index(np.repeat(_starts(n["nodes"]), n["edges"]))  # batch offset of each edge's graph
+        edge_shift = self._index(np.repeat(_starts(n["edges"]), n["triplets"]))
+        i = self._index(np.asarray(index, dtype=np.int64))
+
+        def take(name: str, at: torch.Tensor) -> torch.Tensor:
+            return t[name].index_select(0, at)
+
         arrays = {
-            "z": t["z"][node].long(),
-            "pos": t["pos"][node],
-            "cell": t["cell"][i],
-            "edge_index": torch.stack([t["edge_src"][edge], t["edge_dst"][edge]]).long() + node_shift,
-            "cell_offset": t["cell_offset"][edge].float(),
-            "triplet_index": torch.stack([t["triplet_first"][triplet], t["triplet_second"][triplet]]).long()
-            + edge_shift,
-            "n_nodes": host["nodes"], "n_edges": host["edges"], "n_triplets": host["triplets"],
+            "z": take("z", node).long(),
+            "pos": take("pos", node),
+            "cell": take("cell", i),
+            "edge_index": torch.stack([take("edge_src", edge), take("edge_dst", edge)]) + node_shift,
+            "cell_offset": take("cell_offset", edge),
+            "triplet_index": torch.stack([take("triplet_first", triplet), take("triplet_second", triplet)]) + edge_shift,
+            "n_nodes": n["nodes"], "n_edges": n["edges"], "n_triplets": n["triplets"],
         }
-        return arrays_to_batch(arrays, eps=t["eps"][i], drude=t["drude"][i], mat_id=[self.mat_id[k] for k in index])
+        return arrays_to_batch(arrays, eps=take("eps", i), drude=take("drude", i), mat_id=self.mat_id[index].tolist())
 
 
 class MemoryLoader:
