@@ -2,7 +2,8 @@
 
 The file is a zip archive holding one pickle: a dict with ``epoch`` (int), ``model_state_dict``
 (name → tensor, the paper's module names), ``config_dict`` (a pickled pydantic model of class
-``optimetal.utils.utils.ValidateConfigurationDict``) and ``precision`` (``None`` = float32).
+``optimetal.utils.utils.ValidateConfigurationDict``, or a plain dict of its fields) and ``precision``
+(``None`` = float32; tensors are cast to the model's dtype on import).
 
 It is read with ``torch.load(weights_only=True)``: torch's restricted unpickler, which builds only
 tensors, storages and plain containers (dict, list, tuple, set, OrderedDict, numbers, strings) and
@@ -47,17 +48,18 @@ class PaperFile:
     epoch: int | None
     state_dict: dict[str, torch.Tensor]
     architecture: dict
-    precision: str | None
 
 
-def _refusal(err: Exception) -> str:
-    """What the restricted unpickler refused, in a few words (torch's message is several lines)."""
+def _unpickling_error(path: Path, err: Exception) -> PaperFormatError:
+    """One line for the restricted unpickler's several-line message: what it refused to load, if named."""
     text = str(err)
-    found = re.search(r"GLOBAL (\S+)", text) or re.search(r"unrecognized function (.+?)(?: which|$)", text, re.M)
-    if found:
-        return f"its pickle names {found.group(1)!r}, which is not a tensor, a plain container or the paper's config"
-    first = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
-    return f"its pickle holds something other than tensors, plain containers and the paper's config ({first[:200]})"
+    named = re.search(r"GLOBAL (\S+)", text) or re.search(r"unrecognized function (.+?)(?: which|$)", text, re.M)
+    if named:
+        return PaperFormatError(f"{path}: refused: its pickle names {named.group(1)!r}, which is not a tensor, "
+                                "a plain container or the paper's config (nothing from the file was run)")
+    detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+    reason = detail.group(1).strip() if detail else type(err).__name__
+    return PaperFormatError(f"{path}: cannot read as a torch file of tensors and plain containers ({reason})")
 
 
 def read_paper_file(path: str | Path) -> PaperFile:
@@ -71,13 +73,14 @@ def read_paper_file(path: str | Path) -> PaperFile:
         with torch.serialization.safe_globals(stand_ins):
             content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:  # the restricted unpickler met something it does not build
-        raise PaperFormatError(f"{path}: refused: {_refusal(err)}") from None
+        raise _unpickling_error(path, err) from None
     except Exception as err:  # not a torch file, truncated archive, ...
         reason = str(err).splitlines()[0] if str(err) else ""
         raise PaperFormatError(f"{path}: cannot read as a torch file ({type(err).__name__}: {reason})") from None
     if not isinstance(content, dict) or not {"model_state_dict", "config_dict"} <= set(content):
-        keys = sorted(content) if isinstance(content, dict) else type(content).__name__
-        raise PaperFormatError(f"{path}: not a paper model file (expected model_state_dict and config_dict, found {keys})")
+        keys = sorted(map(str, content)) if isinstance(content, dict) else type(content).__name__
+        raise PaperFormatError(f"{path}: not a paper model file "
+                               f"(expected model_state_dict and config_dict, found {keys})")
     state_dict = content["model_state_dict"]
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise PaperFormatError(f"{path}: model_state_dict is not a dict of tensors")
@@ -87,5 +90,4 @@ def read_paper_file(path: str | Path) -> PaperFile:
     if not isinstance(architecture, dict):
         raise PaperFormatError(f"{path}: config_dict has no 'architecture' dict")
     epoch = content.get("epoch")
-    return PaperFile(path, epoch if isinstance(epoch, int) else None, dict(state_dict), architecture,
-                     content.get("precision"))
+    return PaperFile(path, epoch if isinstance(epoch, int) else None, dict(state_dict), architecture)

@@ -110,11 +110,16 @@ def _get(architecture: dict, dotted: str):
     return value
 
 
-def _require(architecture: dict, dotted: str, where: str):
+def _require(architecture: dict, dotted: str, where: str, number: type | None = None):
+    """The value at ``dotted``; with ``number`` (int or float), checked to be one and converted."""
     value = _get(architecture, dotted)
     if value is _MISSING:
         raise PaperFormatError(f"{where}: architecture has no '{dotted}'")
-    return value
+    if number is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or number(value) != value:
+        raise PaperFormatError(f"{where}: {dotted}={value!r} is not a positive {number.__name__}")
+    return number(value)
 
 
 def model_config(architecture: dict, where: str = "architecture") -> tuple[str, dict]:
@@ -131,28 +136,32 @@ def model_config(architecture: dict, where: str = "architecture") -> tuple[str, 
         if value is _MISSING:
             raise PaperFormatError(f"{where}: architecture has no '{dotted}'")
         if value != expected:
-            raise PaperFormatError(f"{where}: {dotted}={value!r} is not supported (this package's models use {expected!r})")
+            raise PaperFormatError(f"{where}: {dotted}={value!r} is not supported "
+                                   f"(this package's models use {expected!r})")
     init_args = {
-        "width": int(_require(architecture, "hidden_dim", where)),
-        "spectra_width": int(_require(architecture, "spectra_dim", where)),
-        "cutoff": float(_require(architecture, "twobody_cutoff", where)),
-        "num_rbf": int(_require(architecture, "edge_embedding_dict.num_basis", where)),
+        "width": _require(architecture, "hidden_dim", where, int),
+        "spectra_width": _require(architecture, "spectra_dim", where, int),
+        "cutoff": _require(architecture, "twobody_cutoff", where, float),
+        "num_rbf": _require(architecture, "edge_embedding_dict.num_basis", where, int),
     }
     if kind == "optimetal_2b":
-        conv = {"cgconv": "cgc", "transformer": "tc"}.get(_require(architecture, "message_passing_dict.type", where))
+        paper_conv = _require(architecture, "message_passing_dict.type", where)
+        conv = {"cgconv": "cgc", "transformer": "tc"}.get(paper_conv)
         if conv is None:
-            raise PaperFormatError(f"{where}: message_passing_dict.type="
-                                   f"{architecture['message_passing_dict']['type']!r} is not supported (cgconv, transformer)")
+            raise PaperFormatError(f"{where}: message_passing_dict.type={paper_conv!r} is not supported "
+                                   "(cgconv, transformer)")
         heads = _get(architecture, "message_passing_dict.heads")
         if conv == "tc" and heads != TC_HEADS_2B:
             raise PaperFormatError(f"{where}: message_passing_dict.heads={heads!r} is not supported "
                                    f"(this package's OptiMetal2B uses {TC_HEADS_2B})")
-        init_args.update(conv=conv, num_blocks=int(_require(architecture, "message_passing_dict.num_layers", where)))
+        init_args.update(conv=conv, num_blocks=_require(architecture, "message_passing_dict.num_layers", where, int))
     else:
-        heads = {_require(architecture, f"triplet_block_dict.{g}_graph_mp_dict.heads", where) for g in ("edge", "node")}
-        if len(heads) != 1:
-            raise PaperFormatError(f"{where}: edge- and node-graph heads differ ({sorted(heads)}); this package uses one value")
-        init_args.update(heads=int(heads.pop()), num_blocks=int(_require(architecture, "triplet_block_dict.num_layers", where)))
+        edge, node = (_require(architecture, f"triplet_block_dict.{graph}_graph_mp_dict.heads", where, int)
+                      for graph in ("edge", "node"))
+        if edge != node:
+            raise PaperFormatError(f"{where}: edge-graph heads {edge} and node-graph heads {node} differ "
+                                   "(this package's OptiMetal3B uses one value)")
+        init_args.update(heads=edge, num_blocks=_require(architecture, "triplet_block_dict.num_layers", where, int))
     return CLASS_PATHS[kind], init_args
 
 
@@ -192,5 +201,6 @@ def convert_state_dict(state_dict: dict[str, torch.Tensor], kind: str, model: to
     missing = [name for name in target if name not in converted]
     if missing:
         paper_name = rename(missing[0], tuple((dst, src) for src, dst in KEY_TABLE[kind]))
-        raise PaperFormatError(f"{where}: missing tensor {paper_name} (for {missing[0]}; {len(missing)} missing in all)")
+        raise PaperFormatError(f"{where}: missing tensor {paper_name} "
+                               f"(for {missing[0]}; {len(missing)} missing in all)")
     return converted

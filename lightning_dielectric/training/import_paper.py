@@ -38,7 +38,8 @@ INSTANTIATOR = "pytorch_lightning.cli.instantiate_module"  # Lightning's allow-l
 PAPER_THREEBODY_CUTOFF = 4.0  # Å, the paper's graph_setup default
 
 
-def import_paper_model(paper: PaperFile, threebody_cutoff: float = PAPER_THREEBODY_CUTOFF) -> tuple[DielectricModule, dict]:
+def import_paper_model(paper: PaperFile,
+                       threebody_cutoff: float = PAPER_THREEBODY_CUTOFF) -> tuple[DielectricModule, dict]:
     """The module with the paper's weights (eval mode) and the checkpoint dict to save for it."""
     class_path, init_args = model_config(paper.architecture, where=str(paper.path))
     hparams = {"model": {"class_path": class_path, "init_args": init_args}}
