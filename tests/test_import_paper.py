@@ -175,6 +175,9 @@ EDITS = {
     "activation": ("optimetal3b", lambda s, a: a.update(activation="silu"), "activation='silu' is not supported"),
     "3b heads": ("optimetal3b", lambda s, a: a["triplet_block_dict"]["edge_graph_mp_dict"].update(heads=4),
                  "edge-graph heads 4 and node-graph heads 8 differ"),
+    "heads divide": ("optimetal3b", lambda s, a: [a["triplet_block_dict"][g].update(heads=5) for g in
+                                                  ("edge_graph_mp_dict", "node_graph_mp_dict")],
+                     "width 32 must be divisible by the number of heads 5"),
     "no cutoff": ("optimetal3b", lambda s, a: a.pop("twobody_cutoff"), "architecture has no 'twobody_cutoff'"),
 }
 
@@ -190,7 +193,9 @@ def test_wrong_file_is_a_one_line_error_naming_the_key(case, tmp_path, capsys):
 
 
 def test_unreadable_files(tmp_path, capsys):
-    assert import_main([str(tmp_path / "absent.pt"), "--out", str(tmp_path / "o.ckpt")]) == 2
+    from lightning_dielectric.cli import main as router
+
+    assert router(["import-model", str(tmp_path / "absent.pt"), "--out", str(tmp_path / "o.ckpt")]) == 2
     assert "no such file" in one_line_error(capsys)
     (tmp_path / "text.pt").write_text("not a torch file")
     assert import_main([str(tmp_path / "text.pt"), "--out", str(tmp_path / "o.ckpt")]) == 2
@@ -198,3 +203,14 @@ def test_unreadable_files(tmp_path, capsys):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     assert import_main([str(tmp_path / "other.pt"), "--out", str(tmp_path / "o.ckpt")]) == 2
     assert "not a paper model file" in one_line_error(capsys)
+
+
+def test_threebody_cutoff_is_stored_and_checked(tmp_path, capsys):
+    paper = FIXTURES / MODELS["optimetal3b"]
+    assert import_main([str(paper), "--out", str(tmp_path / "a.ckpt"), "--threebody-cutoff", "3.5"]) == 0
+    from lightning_dielectric.training.predict import graph_settings
+
+    assert graph_settings(tmp_path / "a.ckpt") == {"cutoff": 5.5, "threebody_cutoff": 3.5}
+    capsys.readouterr()
+    assert import_main([str(paper), "--out", str(tmp_path / "b.ckpt"), "--threebody-cutoff", "7"]) == 2
+    assert "three-body cutoff 7.0 Å" in one_line_error(capsys)

@@ -43,16 +43,22 @@ def import_paper_model(paper: PaperFile,
     """The module with the paper's weights (eval mode) and the checkpoint dict to save for it."""
     class_path, init_args = model_config(paper.architecture, where=str(paper.path))
     hparams = {"model": {"class_path": class_path, "init_args": init_args}}
-    module = instantiate_module(DielectricModule, hparams)  # as load_from_checkpoint will rebuild it
+    try:
+        module = instantiate_module(DielectricModule, hparams)  # as load_from_checkpoint will rebuild it
+    except ValueError as err:  # e.g. a width the head count does not divide
+        raise PaperFormatError(f"{paper.path}: {err}") from None
     state = convert_state_dict(paper.state_dict, paper.architecture["type"], module.model, where=str(paper.path))
     module.model.load_state_dict(state)
     module.eval()
+    needs_triplets = getattr(module.model, "needs_triplets", False)
+    if needs_triplets and not 0 < threebody_cutoff <= init_args["cutoff"]:
+        raise ValueError(f"three-body cutoff {threebody_cutoff} Å must be in (0, {init_args['cutoff']}] Å")
     checkpoint = {
         "state_dict": module.state_dict(),
         "hyper_parameters": {**hparams, "_instantiator": INSTANTIATOR},
         "datamodule_hyper_parameters": {
             "cutoff": init_args["cutoff"],
-            "threebody_cutoff": float(threebody_cutoff) if getattr(module.model, "needs_triplets", False) else None,
+            "threebody_cutoff": float(threebody_cutoff) if needs_triplets else None,
         },
         "pytorch-lightning_version": pl.__version__,
         "epoch": 0,
@@ -81,7 +87,7 @@ def main(argv: list[str]) -> int:
         module, checkpoint = import_paper_model(read_paper_file(args.paper_file), args.threebody_cutoff)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         torch.save(checkpoint, args.out)
-    except (PaperFormatError, OSError) as err:
+    except (ValueError, OSError) as err:  # PaperFormatError is a ValueError
         print(f"error: {err}", file=sys.stderr)
         return 2
     model = checkpoint["hyper_parameters"]["model"]
