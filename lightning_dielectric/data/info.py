@@ -139,7 +139,8 @@ def summary_text(stats: dict) -> str:
     """A readable multi-line summary of ``dataset_stats``."""
     method = stats["split_method"]
     subset = f", training subset D = {stats['train_size']}" if stats["train_size"] else ""
-    lines = [f"dataset {stats['root']} (split: {method['method']}, seed {method['seed']}{subset})", ""]
+    seed = f", seed {method['seed']}" if method["seed"] is not None else ""
+    lines = [f"dataset {stats['root']} (split: {method['method']}{seed}{subset})", ""]
     header = f"{'split':<6} {'materials':>9} {'elements':>8}  {'atoms/cell min/med/mean/max':<28} {'ω_D eV mean ± std [5%, 95%]'}"
     lines.append(header)
     for name, s in [*stats["splits"].items(), ("all", stats["all"])]:
