@@ -19,6 +19,7 @@ from pymatgen.entries.computed_entries import ComputedStructureEntry
 from test_data_ingest import ingest, make_cse_source, read_rows
 
 from lightning_dielectric.data.schema import SPLITS
+from lightning_dielectric.data.info import dataset_stats
 from lightning_dielectric.data.splits import split_by_formula, split_like_paper
 from lightning_dielectric.data.subsets import train_rows
 from lightning_dielectric.data.writer import read_metadata, shard_paths
@@ -143,6 +144,17 @@ def test_train_rows_selects_exactly_the_listed_materials(paper_dataset):
         assert {order[i] for i in rows} == set(ids) - {"absent-0001"}
     # the fixture tells a stored list from the nested prefix
     assert {order[i] for i in train_rows(root, 10)} != set(order[:10])
+
+
+def test_data_info_describes_the_listed_subset(paper_dataset):
+    root, subsets, _ = paper_dataset
+    rows = read_rows(root)
+    listed = [m for m in subsets[10] if m in rows]
+    stats = dataset_stats(root, train_size=10)
+    assert stats["train_subset"] == "subsets/train_10.txt" and stats["splits"]["train"]["materials"] == len(listed)
+    drude = sorted(rows[m]["drude"] for m in listed)
+    np.testing.assert_allclose(sorted(stats["splits"]["train"]["_drude_values"]), drude, rtol=1e-6)
+    assert dataset_stats(root, train_size=7)["train_subset"] == "prefix"
 
 
 def test_unlisted_train_size_and_none_mean_the_prefix(paper_dataset):
