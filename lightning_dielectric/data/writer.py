@@ -3,8 +3,9 @@
 Layout: ``ROOT/{train,val,test}/part-00000.parquet …`` plus ``ROOT/dataset.json`` holding the
 schema version, energy grid, counts per split, split method and seed, the training-order seed, a
 SHA-256 per shard, the stored training subsets and the provenance; published training subsets
-go to ``ROOT/subsets/train_<D>.txt`` (one mat_id a line). Everything is written into a temporary sibling directory that is renamed onto
-ROOT only when complete; an existing ROOT is never overwritten unless asked.
+go to ``ROOT/subsets/train_<D>.txt`` (one mat_id a line). Everything is written into a temporary
+sibling directory that is renamed onto ROOT only when complete; an existing ROOT is never
+overwritten unless asked.
 
 Writing is two-pass so that memory does not grow with the dataset: incoming tables are first
 staged to disk while only (mat_id, formula, split) are kept in memory; then splits and the
