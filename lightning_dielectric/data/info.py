@@ -141,7 +141,8 @@ def dataset_stats(root: str | Path, train_size: int | None = None) -> dict:
     return {
         "root": str(root),
         "train_size": train_size,
-        "train_subset": None if train_size is None else "prefix" if listed is None else f"subsets/train_{train_size}.txt",
+        "train_subset": None if train_size is None else f"subsets/train_{train_size}.txt" if listed is not None
+        else "prefix",
         "split_method": meta["split"],
         "splits": splits,
         "all": total.result(),
