@@ -195,7 +195,7 @@ def test_split_by_formula_has_no_leakage(tmp_path):
                           [[0, 0, 0], [0.5, 0.5, 0.5]] + ([[0.0, 0.5, 0.5]] if f >= 12 else []))
             write_json(src / f"m{n:03d}.json", cse_dict(s, f"m-{n:03d}", rng))
             n += 1
-    assert ingest(src, tmp_path / "ds", "--seed", "7") == 0
+    assert ingest(src, tmp_path / "ds", "--seed", "7", "--split-method", "balanced") == 0
     rows = read_rows(tmp_path / "ds")
     assert len(rows) == n
     formulas = {s: {r["formula"] for r in rows.values() if r["split"] == s} for s in SPLITS}
@@ -203,7 +203,7 @@ def test_split_by_formula_has_no_leakage(tmp_path):
     assert not formulas["train"] & formulas["test"]
     assert not formulas["val"] & formulas["test"]
     assert all(formulas.values())
-    assert read_metadata(tmp_path / "ds")["split"] == {"method": "formula", "seed": 7, "fractions": [0.8, 0.1, 0.1]}
+    assert read_metadata(tmp_path / "ds")["split"] == {"method": "balanced", "seed": 7, "fractions": [0.8, 0.1, 0.1]}
 
 
 def test_split_files_option(tmp_path):

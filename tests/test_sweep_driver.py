@@ -137,6 +137,50 @@ def test_cpu_split_and_gpu_pinning():
     assert cpu[0]["OMP_NUM_THREADS"] == str(max(1, len(os.sched_getaffinity(0)) // 2))
 
 
+@pytest.mark.parametrize("gpus", [["0"], ["0", "1"]])
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_packed_trials_share_each_gpu(gpus, k):
+    envs = device_envs(len(gpus), 1, k, gpus=gpus)
+    assert len(envs) == len(gpus) * k
+    assert Counter(e["CUDA_VISIBLE_DEVICES"] for e in envs) == {g: k for g in gpus}
+    # the first slots (started first) spread over the GPUs before any GPU gets a second trial
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in envs[: len(gpus)]] == gpus
+    assert all(set(e) == {"CUDA_VISIBLE_DEVICES"} for e in envs)
+
+
+def test_packed_ddp_trials_share_their_gpu_group():
+    envs = device_envs(2, 2, 2, gpus=["0", "1", "2", "3"])
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["0,1", "2,3", "0,1", "2,3"]
+    with pytest.raises(ValueError, match="need 4 GPUs; 2 visible"):
+        device_envs(2, 2, 4, gpus=["0", "1"])  # packing does not stretch a GPU group
+
+
+@pytest.mark.parametrize("workers, k", [(1, 1), (1, 2), (1, 4), (2, 2)])
+def test_packed_trials_split_the_cpu_cores_among_all(monkeypatch, workers, k):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    envs = device_envs(workers, 1, k, gpus=[])
+    assert len(envs) == workers * k
+    threads = str(8 // (workers * k))
+    assert all(e == {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+               for e in envs)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert device_envs(workers, 1, k, gpus=[])[0]["OMP_NUM_THREADS"] == "1"  # never 0 threads
+
+
+def test_driver_runs_trials_per_device_slots(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # CPU: 1 worker x 2 packed trials share 2 cores
+    spec = load_spec(write_sweep(tmp_path, design="width", trials_per_device=2))
+    assert Driver(spec, command=fake_command).trials_per_device == 2
+    driver = Driver(spec, workers=1, trials_per_device=3, command=fake_command, poll_s=0.2)
+    assert len(driver._envs) == 3
+    driver = Driver(spec, workers=1, command=fake_command, poll_s=0.2)
+    driver.run()
+    assert {s.status for s in store_of(spec).states(expand(spec)).values()} == {"done"}
+    for p in expand(spec):
+        assert attempts(p.run_dir(spec.out))[0].endswith("threads 1")
+
+
 def _wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:

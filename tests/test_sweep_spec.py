@@ -52,6 +52,10 @@ def spec_dict(**changes) -> dict:
         ({"overrides": {"data..x": 1}}, "overrides.data..x"),
         ({"heartbeat_interval": 10, "grace_period": 15}, "grace_period"),
         ({"families": ["3b"], "widths": [8, 12]}, "widths[1]"),  # 8 attention heads must divide w
+        ({"trials_per_device": 0}, "trials_per_device"),
+        ({"trials_per_device": "two"}, "trials_per_device"),
+        ({"trials_per_device": True}, "trials_per_device"),
+        ({"trials_per_device": 1.5}, "trials_per_device"),
     ],
 )
 def test_bad_sweep_file_names_the_key(tmp_path, changes, key):
@@ -83,6 +87,19 @@ def test_cli_reports_bad_file_in_one_line(tmp_path, capsys):
     assert main(["sweep", "run", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"error: {path}: key 'families[1]': unknown family 'gpt' (known: 2b-cgc, 2b-tc, 3b, magpie)"
+
+
+def test_trials_per_device_defaults_to_one_and_parses(tmp_path, capsys):
+    assert parse_spec(spec_dict()).trials_per_device == 1
+    assert parse_spec(spec_dict(trials_per_device=4)).trials_per_device == 4
+    from lightning_dielectric.cli import main
+
+    path = tmp_path / "ok.yaml"
+    path.write_text(yaml.safe_dump(spec_dict(data_root=str(tmp_path))))
+    with pytest.raises(SystemExit) as err:
+        main(["sweep", "run", str(path), "--trials-per-device", "0"])
+    assert err.value.code == 2
+    assert "--trials-per-device must be at least 1" in capsys.readouterr().err
 
 
 def test_data_and_width_lines_share_their_crossing_point():

@@ -58,7 +58,7 @@ def reference(tmp_path_factory):
 
 def test_dataset_format_and_values(reference):
     root, meta = reference
-    assert sum(meta["counts"].values()) == 12 and meta["split"]["method"] == "formula"
+    assert sum(meta["counts"].values()) == 12 and meta["split"]["method"] == "balanced"
     rows = _rows(root)
     assert sorted(rows) == [f"tb-{i:06d}" for i in range(1, 13)]
     formulas = {}

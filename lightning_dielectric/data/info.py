@@ -3,7 +3,8 @@
 Statistics (streamed one Parquet row group at a time; only one scalar per material — atoms per
 cell and ω_D — is kept, spectra are reduced to running sums):
 
-- materials per split (training: the first D rows with ``--train-size D``, the nested subset);
+- materials per split (training with ``--train-size D``: the stored ``train_<D>.txt`` list when
+  the dataset has one, else the first D rows, the nested subset);
 - elements present: number of materials containing each element;
 - atoms per cell: histogram, min / median / mean / max;
 - ω_D (RMS Drude frequency, eV): mean, standard deviation, quantiles;
@@ -25,6 +26,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from .schema import ENERGY_GRID, MAX_Z, N_ENERGIES, SPLITS, table_to_arrays
+from .subsets import train_rows
 from .writer import read_metadata, shard_paths
 
 COLUMNS = ["atomic_numbers", "eps_re", "eps_im", "drude"]
@@ -100,16 +102,24 @@ class _Accumulator:
         }
 
 
-def split_stats(root: str | Path, split: str, limit: int | None = None) -> _Accumulator:
-    """Accumulate one split, row group by row group, stopping after ``limit`` rows."""
+def split_stats(
+    root: str | Path, split: str, limit: int | None = None, rows: np.ndarray | None = None
+) -> _Accumulator:
+    """Accumulate one split, row group by row group: the first ``limit`` rows, or only the
+    sorted stored positions ``rows`` (a listed training subset), or all."""
     acc = _Accumulator()
+    start = 0  # stored position of the row group's first row
     for path in shard_paths(root, split):
         pf = pq.ParquetFile(path)
         for g in range(pf.num_row_groups):
             if limit is not None and acc.n >= limit:
                 return acc
             table = pf.read_row_group(g, columns=COLUMNS)
-            if limit is not None:
+            if rows is not None:
+                mine = rows[(rows >= start) & (rows < start + table.num_rows)] - start
+                start += table.num_rows
+                table = table.take(mine)
+            elif limit is not None:
                 table = table.slice(0, limit - acc.n)
             acc.add(table_to_arrays(table))
     return acc
@@ -120,15 +130,19 @@ def dataset_stats(root: str | Path, train_size: int | None = None) -> dict:
     meta = read_metadata(root)
     if train_size is not None and not 0 < train_size <= meta["counts"]["train"]:
         raise ValueError(f"--train-size {train_size}: {root} has {meta['counts']['train']} training rows")
+    listed = train_rows(root, train_size)
     total = _Accumulator()
     splits = {}
     for split in SPLITS:
-        acc = split_stats(root, split, train_size if split == "train" else None)
+        train = split == "train"
+        acc = split_stats(root, split, train_size if train and listed is None else None, listed if train else None)
         splits[split] = acc.result()
         total.merge(acc)
     return {
         "root": str(root),
         "train_size": train_size,
+        "train_subset": None if train_size is None else f"subsets/train_{train_size}.txt" if listed is not None
+        else "prefix",
         "split_method": meta["split"],
         "splits": splits,
         "all": total.result(),
@@ -138,8 +152,9 @@ def dataset_stats(root: str | Path, train_size: int | None = None) -> dict:
 def summary_text(stats: dict) -> str:
     """A readable multi-line summary of ``dataset_stats``."""
     method = stats["split_method"]
-    subset = f", training subset D = {stats['train_size']}" if stats["train_size"] else ""
-    lines = [f"dataset {stats['root']} (split: {method['method']}, seed {method['seed']}{subset})", ""]
+    subset = f", training subset D = {stats['train_size']}: {stats['train_subset']}" if stats["train_size"] else ""
+    seed = f", seed {method['seed']}" if method["seed"] is not None else ""
+    lines = [f"dataset {stats['root']} (split: {method['method']}{seed}{subset})", ""]
     header = f"{'split':<6} {'materials':>9} {'elements':>8}  {'atoms/cell min/med/mean/max':<28} {'ω_D eV mean ± std [5%, 95%]'}"
     lines.append(header)
     for name, s in [*stats["splits"].items(), ("all", stats["all"])]:
@@ -176,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("root", help="dataset directory (holding dataset.json)")
     parser.add_argument("--plots", help="directory to write PNG figures into")
-    parser.add_argument("--train-size", type=int, help="describe the nested training subset of the first D rows")
+    parser.add_argument("--train-size", type=int, help="describe the training subset of size D (the stored "
+                        "train_<D>.txt list, else the first D rows)")
     parser.add_argument("--json", help="write all statistics (spectra included) to this JSON file")
     args = parser.parse_args(argv)
     try:

@@ -8,6 +8,10 @@ consumed in order, so memory does not grow with the number of files. Good record
 ``--split-files`` materials listed in no split file) go to ``ROOT/quarantine.jsonl``, one JSON
 object a line: ``{"source", "mat_id", "reason", "kind"}``.
 
+Splits: ``--split-files DIR`` (``train.txt``, ``val.txt``, ``test.txt``, and any ``train_<D>.txt``
+training subsets, stored with the dataset), else the HDF5 release's own split, else a formula
+split of ``--split-method`` (``paper``, the default, or ``balanced``; see ``splits.py``).
+
 Exit status: 0 when every record was written, 3 when some were quarantined, 2 on a usage error
 (missing SOURCE, existing ROOT, unreadable split files).
 """
@@ -41,7 +45,8 @@ from .sources import (
     read_cse_file,
     read_h5_groups,
 )
-from .splits import read_split_files
+from .splits import SPLIT_METHODS, read_split_files
+from .subsets import read_subset_files
 from .validate import DUPLICATE, NOT_IN_SPLIT_FILES, BadRecord, check_record, reason_kind
 from .writer import write_dataset
 
@@ -66,6 +71,7 @@ class IngestSummary:
     quarantined: Counter = field(default_factory=Counter)
     split_method: str = ""
     missing_from_source: int = 0  # mat_ids of the split files that the source does not hold
+    subsets: dict = field(default_factory=dict)  # dataset.json's train_subsets
     seconds: float = 0.0
 
     @property
@@ -81,6 +87,13 @@ class IngestSummary:
         ]
         if self.missing_from_source:
             lines.append(f"  note: {self.missing_from_source} mat_ids of the split files are not in the source")
+        if self.subsets:
+            lines.append("  training subsets: " + ", ".join(f"D = {d}" for d in self.subsets)
+                         + f" -> {Path(self.out) / 'subsets'}")
+        for d, entry in self.subsets.items():
+            if entry["stored"] < entry["listed"]:
+                lines.append(f"  note: train_{d}.txt: {entry['listed'] - entry['stored']} of {entry['listed']} "
+                             "listed materials are not in the dataset (quarantined or not in the source)")
         if self.quarantined:
             lines.append(f"  quarantined {self.n_quarantined} records -> {Path(self.out) / 'quarantine.jsonl'}")
             width = max(map(len, self.quarantined))
@@ -266,7 +279,8 @@ def _good_tables(results: Iterable, quarantine: Quarantine, split_of: dict | Non
 
 
 def ingest(source: str | Path, out: str | Path, *, fmt: str | None = None, workers: int = 1, seed: int = 0,
-           split_files: str | Path | None = None, overwrite: bool = False, progress: bool = True) -> IngestSummary:
+           split_method: str = "paper", split_seed: int | None = None, split_files: str | Path | None = None,
+           overwrite: bool = False, progress: bool = True) -> IngestSummary:
     """Convert ``source`` into a dataset at ``out`` (see the module docstring); raises ``IngestError``."""
     source, out = Path(source), Path(out)
     if not source.exists():
@@ -276,8 +290,11 @@ def ingest(source: str | Path, out: str | Path, *, fmt: str | None = None, worke
     fmt = fmt or detect_format(source)
     if fmt not in FORMATS:
         raise IngestError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    if split_method not in SPLIT_METHODS:
+        raise IngestError(f"unknown split method {split_method!r} (choose from {', '.join(SPLIT_METHODS)})")
     try:
         split_of = read_split_files(split_files) if split_files is not None else None
+        subsets = read_subset_files(split_files, split_of) if split_files is not None else None
     except (OSError, ValueError) as err:
         raise IngestError(str(err)) from None
     total, tasks = _tasks(source, fmt)
@@ -296,14 +313,17 @@ def ingest(source: str | Path, out: str | Path, *, fmt: str | None = None, worke
         with progress_bar(total, enabled=progress) as advance:
             tables = _good_tables(ordered_map(process_task, tasks, workers), quarantine, split_of, summary,
                                   advance, provenance)
-            meta = write_dataset(tables, out, seed=seed, split_of=split_of, provenance=provenance, overwrite=overwrite)
+            meta = write_dataset(tables, out, seed=seed, split_method=split_method, split_seed=split_seed,
+                                 split_of=split_of, subsets=subsets, provenance=provenance, overwrite=overwrite)
         quarantine.close()
         os.replace(quarantine.path, out / "quarantine.jsonl")
     finally:
         quarantine.close()
         quarantine.path.unlink(missing_ok=True)
     summary.written = meta["counts"]
-    summary.split_method = f"{meta['split']['method']}, seed {seed}"
+    split = meta["split"]
+    summary.split_method = split["method"] + (f", seed {split['seed']}" if split["seed"] is not None else "")
+    summary.subsets = meta["train_subsets"]
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -341,14 +361,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="dataset directory to create (must not exist)")
     parser.add_argument("--format", choices=FORMATS, help="source format (default: detected)")
     parser.add_argument("--workers", type=int, default=default_workers(), help="parsing processes (default: CPUs)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the formula split and the training order")
-    parser.add_argument("--split-files", help="directory with train.txt, val.txt, test.txt (one mat_id a line)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the training order (and of the balanced split)")
+    parser.add_argument("--split-method", choices=SPLIT_METHODS, default="paper",
+                        help="formula split when neither split files nor the source give one: paper (the paper's "
+                        "algorithm, default) or balanced (cut by material counts)")
+    parser.add_argument("--split-seed", type=int, help="seed of the formula split (default: 42 for paper, --seed "
+                        "for balanced)")
+    parser.add_argument("--split-files", help="directory with train.txt, val.txt, test.txt (one mat_id a line) and "
+                        "optionally train_<D>.txt training subsets, stored with the dataset")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
         summary = ingest(args.source, args.out, fmt=args.format, workers=args.workers, seed=args.seed,
-                         split_files=args.split_files, overwrite=args.overwrite, progress=not args.quiet)
+                         split_method=args.split_method, split_seed=args.split_seed, split_files=args.split_files,
+                         overwrite=args.overwrite, progress=not args.quiet)
     except IngestError as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return EXIT_USAGE

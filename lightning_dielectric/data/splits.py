@@ -1,8 +1,14 @@
 """Train/val/test assignment and the nested order of training rows.
 
 Splits are by unique reduced formula, so no formula appears in two splits (polymorphs of one
-composition stay together). Training rows are stored in a seeded random order so that the
-training subset of size D is simply the first D rows: D1 < D2 implies subset(D1) ⊂ subset(D2).
+composition stay together). Two algorithms (``SPLIT_METHODS``):
+
+- ``paper`` (:func:`split_like_paper`): the paper's own split, cut by formula counts.
+- ``balanced`` (:func:`split_by_formula`): cut by material counts, so the split sizes are close to
+  the fractions of the materials.
+
+Training rows are stored in a seeded random order so that the training subset of size D is
+simply the first D rows: D1 < D2 implies subset(D1) ⊂ subset(D2).
 """
 
 from __future__ import annotations
@@ -14,19 +20,48 @@ import numpy as np
 from .schema import SPLITS
 
 PAPER_TRAIN_SIZES = tuple(2500 * 2**k for k in range(7))  # 2,500 … 160,000
+SPLIT_METHODS = ("paper", "balanced")
+PAPER_SPLIT_SEED = 42
+
+
+def _check_fractions(fractions: tuple[float, float, float]) -> None:
+    if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
+        raise ValueError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
+
+
+def split_like_paper(
+    formulas: list[str], fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = PAPER_SPLIT_SEED
+) -> np.ndarray:
+    """Assign each row a split index (0 train, 1 val, 2 test) exactly as the paper's preprocessing.
+
+    The n sorted unique formulas (``np.unique``) are shuffled in place by NumPy's legacy
+    Mersenne-Twister generator, ``np.random.RandomState(seed).shuffle`` (the same draws as the
+    paper's ``np.random.seed(seed); np.random.shuffle(...)``), then cut by formula counts: the
+    first ``int(fractions[0] * n)`` formulas are train, the next ``int(fractions[1] * n)`` val,
+    the rest test.
+    """
+    _check_fractions(fractions)
+    uniq, inverse = np.unique(np.asarray(formulas, dtype=str), return_inverse=True)
+    shuffled = uniq.copy()
+    np.random.RandomState(seed).shuffle(shuffled)
+    rank = np.empty(len(uniq), dtype=np.int64)  # position of each sorted formula in the shuffle
+    rank[np.searchsorted(uniq, shuffled)] = np.arange(len(uniq))
+    n_train = int(fractions[0] * len(uniq))
+    n_val = int(fractions[1] * len(uniq))
+    formula_split = np.searchsorted([n_train, n_train + n_val], rank, side="right").astype(np.int8)
+    return formula_split[inverse.reshape(-1)]
 
 
 def split_by_formula(
     formulas: list[str], fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0
 ) -> np.ndarray:
-    """Assign each row a split index (0 train, 1 val, 2 test) by its reduced formula.
+    """The ``balanced`` split: each row's split index (0 train, 1 val, 2 test) by its reduced formula.
 
     Unique formulas are shuffled with ``seed`` and taken in that order; a formula goes to the
     split whose cumulative material count it falls in, so the split sizes are close to
     ``fractions`` of the materials (not of the formulas).
     """
-    if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
-        raise ValueError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
+    _check_fractions(fractions)
     uniq, inverse, counts = np.unique(np.asarray(formulas, dtype=object), return_inverse=True, return_counts=True)
     order = np.random.default_rng(seed).permutation(len(uniq))
     start = np.cumsum(counts[order]) - counts[order]  # materials before each formula

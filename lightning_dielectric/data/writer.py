@@ -1,9 +1,11 @@
 """Atomic, memory-bounded writing of a dataset directory.
 
 Layout: ``ROOT/{train,val,test}/part-00000.parquet …`` plus ``ROOT/dataset.json`` holding the
-schema version, energy grid, counts per split, split method and seed, a SHA-256 per shard and
-the provenance. Everything is written into a temporary sibling directory that is renamed onto
-ROOT only when complete; an existing ROOT is never overwritten unless asked.
+schema version, energy grid, counts per split, split method and seed, the training-order seed, a
+SHA-256 per shard, the stored training subsets and the provenance; published training subsets
+go to ``ROOT/subsets/train_<D>.txt`` (one mat_id a line). Everything is written into a temporary
+sibling directory that is renamed onto ROOT only when complete; an existing ROOT is never
+overwritten unless asked.
 
 Writing is two-pass so that memory does not grow with the dataset: incoming tables are first
 staged to disk while only (mat_id, formula, split) are kept in memory; then splits and the
@@ -28,12 +30,13 @@ import pyarrow.parquet as pq
 
 from .. import __version__
 from .schema import COLUMNS, E_MAX_EV, E_MIN_EV, N_ENERGIES, SCHEMA, SCHEMA_VERSION, SPLITS
-from .splits import split_by_formula, training_order
+from .splits import PAPER_SPLIT_SEED, SPLIT_METHODS, split_by_formula, split_like_paper, training_order
 
 SHARD_ROWS = 4096
 ROW_GROUP_ROWS = 256
 # Dictionary encoding only pays for the string columns; on float spectra it inflates files ~30 %.
 DICTIONARY_COLUMNS = ["mat_id", "formula"]
+SUBSET_DIR = "subsets"
 
 
 class DatasetExistsError(FileExistsError):
@@ -46,7 +49,10 @@ def write_dataset(
     *,
     seed: int = 0,
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    split_method: str = "balanced",
+    split_seed: int | None = None,
     split_of: dict[str, int] | None = None,
+    subsets: dict[int, list[str]] | None = None,
     provenance: dict | None = None,
     overwrite: bool = False,
     shard_rows: int = SHARD_ROWS,
@@ -57,15 +63,25 @@ def write_dataset(
     The split of each row is, in order of precedence: ``split_of[mat_id]`` (split files;
     rows whose mat_id is absent are dropped and counted), a ``split`` column in the tables
     ("train"/"val"/"test", e.g. kept from the HDF5 release), or by reduced formula with
-    ``seed`` and ``fractions``. Returns the metadata written to ``dataset.json``.
+    ``split_method`` (``paper`` or ``balanced``, see ``splits.py``), ``fractions`` and
+    ``split_seed`` (default: 42 for ``paper``, ``seed`` for ``balanced``). ``seed`` seeds the
+    training order. ``subsets`` (D → mat_ids, e.g. the paper's ``train_<D>.txt``) are stored as
+    ``ROOT/subsets/train_<D>.txt``, keeping the listed materials that are in the written
+    training split. Returns the metadata written to ``dataset.json``.
     """
+    if split_method not in SPLIT_METHODS:
+        raise ValueError(f"unknown split method {split_method!r} (choose from {', '.join(SPLIT_METHODS)})")
+    if split_seed is None:
+        split_seed = PAPER_SPLIT_SEED if split_method == "paper" else seed
+    split_rule = (split_method, split_seed, fractions)
     out = Path(out)
     if out.exists() and not overwrite:
         raise DatasetExistsError(f"{out}: dataset already exists (pass overwrite to replace it)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        meta = _write(tables, tmp, seed, fractions, split_of, provenance or {}, shard_rows, row_group_rows)
+        meta = _write(tables, tmp, seed, split_rule, split_of, subsets or {}, provenance or {}, shard_rows,
+                      row_group_rows)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -75,7 +91,8 @@ def write_dataset(
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _write(tables, tmp: Path, seed, fractions, split_of, provenance, shard_rows, row_group_rows) -> dict:
+def _write(tables, tmp: Path, seed, split_rule, split_of, subsets, provenance, shard_rows, row_group_rows) -> dict:
+    method, split_seed, fractions = split_rule
     staging = tmp / "_staging"
     staging.mkdir()
     mat_ids: list[str] = []
@@ -101,13 +118,15 @@ def _write(tables, tmp: Path, seed, fractions, split_of, provenance, shard_rows,
 
     if split_of is not None:
         split = np.array([split_of.get(m, -1) for m in mat_ids], dtype=np.int8)
-        method = "split-files"
+        method, split_seed = "split-files", None
     elif given_split and len(given_split) == n:
         split = np.array(given_split, dtype=np.int8)
-        method = "source"
+        method, split_seed = "source", None
+    elif not n:
+        split = np.zeros(0, np.int8)
     else:
-        split = split_by_formula(formulas, fractions, seed) if n else np.zeros(0, np.int8)
-        method = "formula"
+        splitter = split_like_paper if method == "paper" else split_by_formula
+        split = splitter(formulas, fractions, split_seed)
 
     # Destination of every staged row: (split, position within split).
     position = np.full(n, -1, dtype=np.int64)
@@ -155,19 +174,39 @@ def _write(tables, tmp: Path, seed, fractions, split_of, provenance, shard_rows,
             shutil.rmtree(d)
     if buckets.exists():
         shutil.rmtree(buckets)
+    train_set = {mat_ids[i] for i in np.flatnonzero(split == 0)}
 
     meta = {
         "schema_version": SCHEMA_VERSION,
         "energy_grid_ev": {"start": E_MIN_EV, "stop": E_MAX_EV, "num": N_ENERGIES},
         "counts": counts,
         "dropped_not_in_split_files": int((split < 0).sum()),
-        "split": {"method": method, "seed": seed, "fractions": list(fractions)},
+        "split": {"method": method, "seed": split_seed, "fractions": list(fractions)},
         "training_order": "seeded permutation; the first D rows are the nested training subset of size D",
+        "training_order_seed": seed,
         "shards": shards,
+        "train_subsets": _write_subsets(tmp, subsets, train_set),
         "provenance": {"package_version": __version__, "created_unix": int(time.time()), **provenance},
     }
     (tmp / "dataset.json").write_text(json.dumps(meta, indent=2))
     return meta
+
+
+def _write_subsets(tmp: Path, subsets: dict[int, list[str]], train_set: set[str]) -> dict:
+    """Write ``tmp/subsets/train_<D>.txt`` for each listed D; return the ``train_subsets`` record.
+
+    Each file keeps the listed order, less materials not in the written training split
+    (quarantined, or absent from the source); ``listed`` and ``stored`` count before and after.
+    """
+    record = {}
+    for d, ids in sorted(subsets.items()):
+        kept = [m for m in ids if m in train_set]
+        path = tmp / SUBSET_DIR / f"train_{d}.txt"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("".join(f"{m}\n" for m in kept))
+        record[str(d)] = {"path": f"{SUBSET_DIR}/{path.name}", "listed": len(ids), "stored": len(kept),
+                          "sha256": sha256(path)}
+    return record
 
 
 def sha256(path: Path) -> str:

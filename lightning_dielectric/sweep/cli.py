@@ -40,7 +40,10 @@ def _sweep_states(args: argparse.Namespace):
 
 def run_main(argv: list[str]) -> int:
     p = _parser("run", "Run or resume a scaling sweep; export the runs table and fit the scaling laws.")
-    p.add_argument("--workers", type=int, help="trials at once in this driver (default: the file's 'workers')")
+    p.add_argument("--workers", type=int, help="device groups (GPUs) / CPU trial slots of this driver "
+                                              "(default: the file's 'workers')")
+    p.add_argument("--trials-per-device", type=int, help="trials sharing each device group at once "
+                                                          "(default: the file's 'trials_per_device')")
     p.add_argument("--data", type=Path, help="dataset root (default: the file's 'data_root')")
     p.add_argument("--no-report", action="store_true", help="skip export and scaling-law report at the end")
     args = p.parse_args(argv)
@@ -54,6 +57,8 @@ def run_main(argv: list[str]) -> int:
         return 2
     if args.workers is not None and args.workers < 1:
         p.error("--workers must be at least 1")
+    if args.trials_per_device is not None and args.trials_per_device < 1:
+        p.error("--trials-per-device must be at least 1")
 
     from rich.console import Console
 
@@ -62,12 +67,12 @@ def run_main(argv: list[str]) -> int:
     console = Console(stderr=True)
     log = console.log if console.is_terminal else _plain
     try:
-        driver = Driver(spec, workers=args.workers, log=log)
+        driver = Driver(spec, workers=args.workers, trials_per_device=args.trials_per_device, log=log)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    log(f"[sweep] {spec.study_name}: {len(driver.points)} grid points, {driver.workers} workers, "
-        f"storage {spec.storage_url}")
+    log(f"[sweep] {spec.study_name}: {len(driver.points)} grid points, {driver.workers} workers x "
+        f"{driver.trials_per_device} trials per device, storage {spec.storage_url}")
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # pre-emption by a scheduler: as Ctrl-C
     threads = driver.start()
     try:

@@ -7,8 +7,10 @@ works and a crash or out-of-memory cannot take the driver down), started through
 ``RUN_DIR/train.log``; its value is the best ``val/loss`` from ``RUN_DIR/result.json`` (written
 by the ``RunResult`` callback).
 
-Devices: with GPUs, worker i gets ``CUDA_VISIBLE_DEVICES`` = its own ``devices`` GPUs; on CPU,
-the cores are split evenly between the workers (``OMP_NUM_THREADS``/``MKL_NUM_THREADS``).
+Devices: the driver runs ``workers`` x ``trials_per_device`` (K) trials at once. With GPUs,
+worker group g gets ``CUDA_VISIBLE_DEVICES`` = its own ``devices`` GPUs, shared by K trial slots
+(packed trials; slot j belongs to group j mod ``workers``, so the first slots spread over the
+GPUs); on CPU, the cores are split evenly between all slots (``OMP_NUM_THREADS``/``MKL_NUM_THREADS``).
 """
 
 from __future__ import annotations
@@ -42,18 +44,27 @@ def fit_command(spec: SweepSpec, point: GridPoint, config: Path, ckpt: Path | No
     return cmd + (["--ckpt_path", str(ckpt)] if ckpt is not None else [])
 
 
-def device_envs(workers: int, devices: int, gpus: list[str] | None = None) -> list[dict[str, str]]:
-    """Environment overrides per worker slot: GPU pinning, or an even split of the CPU cores."""
+def device_envs(
+    workers: int, devices: int, trials_per_device: int = 1, gpus: list[str] | None = None
+) -> list[dict[str, str]]:
+    """Environment overrides per trial slot (``workers * trials_per_device`` slots).
+
+    With GPUs: slot j is pinned to group ``j % workers``, the group's ``devices`` GPUs
+    (``CUDA_VISIBLE_DEVICES``), so ``trials_per_device`` slots share each group. On CPU: the
+    cores are split evenly between all slots (at least one thread each).
+    """
     gpus = visible_gpus() if gpus is None else gpus
+    slots = workers * trials_per_device
     if gpus:
         if workers * devices > len(gpus):
             raise ValueError(
                 f"{workers} workers x {devices} devices per trial need {workers * devices} GPUs; "
                 f"{len(gpus)} visible ({','.join(gpus)})"
             )
-        return [{"CUDA_VISIBLE_DEVICES": ",".join(gpus[i * devices : (i + 1) * devices])} for i in range(workers)]
-    threads = str(max(1, len(os.sched_getaffinity(0)) // workers))
-    return [{"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}] * workers
+        groups = [",".join(gpus[g * devices : (g + 1) * devices]) for g in range(workers)]
+        return [{"CUDA_VISIBLE_DEVICES": groups[j % workers]} for j in range(slots)]
+    threads = str(max(1, len(os.sched_getaffinity(0)) // slots))
+    return [{"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}] * slots
 
 
 def visible_gpus() -> list[str]:
@@ -82,18 +93,21 @@ class Running:
 
 
 class Driver:
-    """Runs (or resumes) the sweep ``spec`` with ``workers`` trials at once."""
+    """Runs (or resumes) the sweep ``spec`` with ``workers * trials_per_device`` trials at once
+    (each argument defaults to the spec's)."""
 
     def __init__(
         self,
         spec: SweepSpec,
         workers: int | None = None,
+        trials_per_device: int | None = None,
         command: Command = fit_command,
         log: Callable[[str], None] = print,
         poll_s: float = 2.0,
     ) -> None:
         self.spec = spec
         self.workers = workers or spec.workers
+        self.trials_per_device = trials_per_device or spec.trials_per_device
         self.command = command
         self.log = log
         self.poll_s = poll_s
@@ -103,7 +117,7 @@ class Driver:
         self.running: dict[str, Running] = {}
         self.stop = threading.Event()
         self._claim_lock = threading.Lock()
-        self._envs = device_envs(self.workers, spec.devices)
+        self._envs = device_envs(self.workers, spec.devices, self.trials_per_device)
 
     def open_store(self) -> SweepStore:
         return SweepStore.for_spec(self.spec)

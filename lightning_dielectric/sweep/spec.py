@@ -52,7 +52,10 @@ class SweepSpec:
         seeds: ``seed_everything`` values; every point is trained once per seed.
         epochs: ``trainer.max_epochs`` of every trial.
         devices: ``trainer.devices`` per trial (more than 1: DDP inside the trial).
-        workers: trials run at once by one driver (``--workers`` overrides).
+        workers: device groups of one driver, each ``devices`` GPUs (on CPU: trial slots);
+            ``--workers`` overrides.
+        trials_per_device: trials sharing each device group at once (``--trials-per-device``
+            overrides); a driver runs ``workers * trials_per_device`` trials at once.
         storage: Optuna storage: SQLAlchemy URL, ``journal:PATH``, or None for
             ``sqlite:///<out>/optuna.db``.
         data_root: dataset root passed as ``data.root``.
@@ -77,6 +80,7 @@ class SweepSpec:
     out: Path
     devices: int = 1
     workers: int = 1
+    trials_per_device: int = 1
     storage: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     max_retries: int = 2
@@ -95,7 +99,8 @@ class SweepSpec:
 
 _REQUIRED = ("study_name", "base", "families", "design", "seeds", "epochs", "data_root", "out")
 _OPTIONAL = (
-    "widths", "train_sizes", "fixed_width", "fixed_train_size", "devices", "workers", "storage",
+    "widths", "train_sizes", "fixed_width", "fixed_train_size", "devices", "workers", "trials_per_device",
+    "storage",
     "overrides", "max_retries", "heartbeat_interval", "grace_period",
 )
 
@@ -261,6 +266,7 @@ def parse_spec(raw: Any, source: str = "<sweep>") -> SweepSpec:
         out=Path(raw["out"]),
         devices=pos_int("devices", raw.get("devices", 1)),
         workers=pos_int("workers", raw.get("workers", 1)),
+        trials_per_device=pos_int("trials_per_device", raw.get("trials_per_device", 1)),
         storage=storage,
         overrides=dict(overrides),
         max_retries=max_retries,
