@@ -33,6 +33,7 @@ from pytorch_lightning import LightningDataModule
 
 from .graph_cache import open_graph_cache
 from .memory import GraphTensors, MemoryLoader
+from .subsets import train_rows
 from .stream import EpochLoader, ParquetGraphStream, distributed_rank_world
 from .writer import read_metadata, shard_paths
 
@@ -46,7 +47,10 @@ class DielectricDataModule(LightningDataModule):
 
     Args:
         root: dataset directory (``dataset.json`` + ``{train,val,test}/part-*.parquet``).
-        train_size: use the first D training rows (the nested subset of size D); None: all.
+        train_size: D, the training subset: the published list for D stored with the dataset
+            (``ROOT/subsets/train_<D>.txt``) when there is one, else the first D stored rows (the
+            nested subset of size D); None: all.
+        train_ids: a file of mat_ids (one a line) selecting the training subset explicitly.
         batch_size: graphs per batch (per DDP rank).
         num_workers: DataLoader worker processes building graphs (stream); in memory no workers
             run, but the batch order is the one this many workers would give.
@@ -64,6 +68,7 @@ class DielectricDataModule(LightningDataModule):
         self,
         root: str,
         train_size: PositiveInt | None = None,
+        train_ids: str | None = None,
         batch_size: PositiveInt = 32,
         num_workers: NonNegativeInt = 0,
         cutoff: PositiveFloat = 5.5,
@@ -95,6 +100,8 @@ class DielectricDataModule(LightningDataModule):
             raise ValueError(f"train_size={train_size} but {root} has {available} training rows")
         self.root = root
         self.train_size = train_size
+        self.train_ids = train_ids
+        self._train_rows = train_rows(root, train_size, train_ids)
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.cutoff = cutoff
@@ -112,7 +119,7 @@ class DielectricDataModule(LightningDataModule):
     @property
     def num_train(self) -> int:
         """Training samples per epoch (D)."""
-        return self.train_size if self.train_size is not None else self.counts["train"]
+        return len(self.rows("train"))
 
     def set_epoch(self, epoch: int) -> None:
         """Epoch of the training order when no Trainer drives the module."""
@@ -127,6 +134,8 @@ class DielectricDataModule(LightningDataModule):
 
     def rows(self, split: str) -> np.ndarray:
         """Sorted stored-row positions of ``split`` used per epoch (training: the subset of size D)."""
+        if split == "train" and self._train_rows is not None:
+            return self._train_rows
         if split == "train" and self.train_size is not None:
             return np.arange(self.train_size)
         return np.arange(self.counts[split])
