@@ -10,7 +10,7 @@ SYNTH_N ?= 6000
 WORKERS ?= 2
 RUNS ?= runs
 
-.PHONY: install test sweep synth bench tensorboard clean
+.PHONY: install test sweep synth bench bench-gpu tensorboard clean
 
 # CPU machines: the local CPU build of torch goes in first so that no CUDA build is pulled.
 # A user with a GPU installs the torch they want into $(VENV) first; it is kept.
@@ -40,6 +40,10 @@ sweep: install
 
 bench: install
 	$(PY) -m benchmarks.run
+
+# On a machine with a CUDA GPU (about 5 minutes): writes its section into docs/benchmarks.md.
+bench-gpu: install
+	$(PY) -m benchmarks.bench_gpu
 
 tensorboard: install
 	$(VENV)/bin/tensorboard --logdir $(RUNS)

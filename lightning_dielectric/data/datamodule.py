@@ -159,11 +159,10 @@ class DielectricDataModule(LightningDataModule):
             )
         return stream
 
-    def in_memory(self, split: str) -> GraphTensors | None:
-        """The split's structures held on the training device, or None when it is streamed."""
+    def in_memory(self, split: str, device: torch.device) -> GraphTensors | None:
+        """The split's structures held on ``device``, or None when it is streamed."""
         if self.cache == "off":
             return None
-        device = self._device()
         held = self._held.get(split)
         if held is not None and held.device == device:
             return held
@@ -198,22 +197,24 @@ class DielectricDataModule(LightningDataModule):
             return GPU_BUDGET_FRACTION * torch.cuda.get_device_properties(device).total_memory
         return HOST_BUDGET_FRACTION * psutil.virtual_memory().available
 
-    def _loader(self, split: str):
+    def loader(self, split: str, device: torch.device | None = None):
+        """Batches of ``split`` for ``device`` (default: the Trainer's device, else CPU): a
+        ``MemoryLoader`` (already on the device) or a streaming DataLoader (on the host)."""
         stream = self.stream(split)  # also checks the shards against dataset.json
-        held = self.in_memory(split)
+        held = self.in_memory(split, device or self._device())
         if held is not None:
             return MemoryLoader(held, stream.plan, self._current_epoch, self.num_workers)
         stream.rank, stream.world = distributed_rank_world()
         return EpochLoader(stream, self._current_epoch, pin=self.pin_memory, num_workers=self.num_workers)
 
     def train_dataloader(self):
-        return self._loader("train")
+        return self.loader("train")
 
     def val_dataloader(self):
-        return self._loader("val")
+        return self.loader("val")
 
     def test_dataloader(self):
-        return self._loader("test")
+        return self.loader("test")
 
     def predict_dataloader(self):
-        return self._loader("test")
+        return self.loader("test")
