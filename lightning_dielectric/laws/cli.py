@@ -49,6 +49,7 @@ def fit_main(argv: list[str]) -> int:
 
 
 def import_main(argv: list[str]) -> int:
+    from .compute import PAPER_EPOCHS, estimate_flops
     from .runs import import_optimetal, write_runs
 
     prog = "lightning-dielectric laws import-optimetal"
@@ -58,9 +59,14 @@ def import_main(argv: list[str]) -> int:
     ap.add_argument("--out", required=True, help="runs table to write (.parquet or .csv)")
     ap.add_argument("--data-width", type=int, default=256, help="width of the data line's models")
     ap.add_argument("--width-d", type=int, default=20000, help="training-set size of the width line")
+    ap.add_argument("--epochs", type=int, default=PAPER_EPOCHS,
+                    help=f"training epochs of the paper's runs, for the estimated FLOPs (default {PAPER_EPOCHS})")
+    ap.add_argument("--no-flops", action="store_true", help="leave the FLOP columns empty")
     args = ap.parse_args(argv)
     try:
         df = import_optimetal(args.files, data_width=args.data_width, width_d=args.width_d)
+        if not args.no_flops:
+            df = estimate_flops(df, args.epochs)
         path = write_runs(df, args.out)
     except (OSError, ValueError) as err:
         return _fail(prog, err)

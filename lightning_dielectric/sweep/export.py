@@ -8,6 +8,9 @@ form the full N × D grid), so a fit selects its axis with one filter. Columns:
 - ``family``, ``width`` (hidden width w), ``N`` (parameters), ``D`` (training structures), ``seed``;
 - ``val_loss`` (best validation loss = MAE of ε over 2001 × (Re, Im) + MAE of ω_D in eV),
   ``eps_loss``, ``drude_loss`` (at the best epoch), any ``test*`` metrics the run recorded;
+- ``flops`` (training FLOPs = 3 × forward FLOPs per structure × structures seen),
+  ``flops_per_structure`` (forward, measured on the run's own batches), ``flops_estimated``
+  (False here: measured), ``device`` (``cpu`` / ``cuda:<model>``), ``device_hours``;
 - ``best_epoch``, ``epochs`` (epochs trained), ``wall_s`` (trial-process seconds over all
   attempts of the point), ``run_dir``, ``trial`` (Optuna trial number).
 """
@@ -51,6 +54,11 @@ def runs_table(points: list[GridPoint], states: dict[str, PointState]) -> pd.Dat
                 "epochs": int(attrs.get("epochs_done", p.epochs)),
                 "wall_s": state.wall_s,
                 "run_dir": attrs.get("run_dir", ""),
+                "flops": float(attrs.get("flops") or float("nan")),
+                "flops_per_structure": float(attrs.get("flops_per_structure") or float("nan")),
+                "flops_estimated": False,
+                "device": attrs.get("device", ""),
+                "device_hours": float(attrs.get("device_hours", float("nan"))),
                 "trial": trial.number,
                 **tests,
             })
