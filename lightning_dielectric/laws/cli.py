@@ -17,7 +17,10 @@ def _fail(prog: str, err: Exception) -> int:
 
 def fit_main(argv: list[str]) -> int:
     from .fit import fit_series
+    from .frontier import family_frontiers
+    from .holdout import holdout_fits
     from .report import write_report
+    from .robust import robust_fits
     from .runs import read_runs, series
 
     prog = "lightning-dielectric laws fit"
@@ -30,7 +33,12 @@ def fit_main(argv: list[str]) -> int:
     ap.add_argument("--forms-1d", nargs="+", choices=FORMS_1D, default=list(FORMS_1D))
     ap.add_argument("--forms-2d", nargs="+", choices=FORMS_2D, default=list(FORMS_2D))
     ap.add_argument("--no-tensorboard", action="store_true", help="skip the TensorBoard event file")
+    ap.add_argument("--holdout", type=int, default=1, metavar="K",
+                    help="extrapolation check: refit every 1D form without the K largest points of its axis (0: off)")
+    ap.add_argument("--huber", action="store_true", help="also fit every form in log space with a Huber loss")
     args = ap.parse_args(argv)
+    if args.holdout < 0:
+        return _fail(prog, ValueError(f"--holdout must be ≥ 0, got {args.holdout}"))
     try:
         df = read_runs(args.runs)
         all_series, notes = series(df)
@@ -40,9 +48,12 @@ def fit_main(argv: list[str]) -> int:
         return _fail(prog, ValueError(f"{args.runs}: no family has ≥ 2 distinct D or N values to fit"))
     records = fit_series(all_series, forms_1d=args.forms_1d, forms_2d=args.forms_2d,
                          bootstrap=args.bootstrap, seed=args.seed)
+    holdout = holdout_fits(all_series, args.holdout, args.forms_1d) if args.holdout else None
+    robust = robust_fits(records, all_series) if args.huber else None
     out = Path(args.out)
     write_report(out, records, all_series, source=str(args.runs), n_runs=len(df), notes=notes,
-                 tensorboard=not args.no_tensorboard)
+                 tensorboard=not args.no_tensorboard, runs=df, holdout=holdout, holdout_k=args.holdout,
+                 frontiers=family_frontiers(df, records, args.bootstrap, args.seed), robust=robust)
     failed = sum(r["status"] != "ok" for r in records)
     print(f"{len(records)} fits ({failed} failed) over {len(all_series)} series → {out / 'report.md'}")
     return 0

@@ -172,3 +172,66 @@ def compute_for_loss(fit, model: ComputeModel, target: float, c_range=(1.0, 1e40
         c = float(np.exp(brentq(gap, lo, hi, xtol=1e-9)))
     _, n, d, _ = optimum(fit.form, fit.params, model, c)
     return c, n, d
+
+
+def family_frontiers(df: pd.DataFrame, records: list[dict], bootstrap: int = 200, seed: int = 0) -> list[dict]:
+    """Per family with compute in the runs table: the empirical frontier and, where the family
+    has an ok 2D fit, the frontier of its lowest-AICc law over the runs' compute range."""
+    if "flops" not in df.columns:
+        return []
+    out = []
+    for family in sorted(df["family"].unique()):
+        rows = df[df["family"] == family]
+        measured = empirical_frontier(rows, bootstrap, seed)
+        if measured is None:
+            continue
+        estimated = bool(rows.get("flops_estimated", pd.Series(False)).fillna(False).astype(bool).any())
+        out.append({"family": family, "estimated": estimated, **measured})
+        fits = [r for r in records if r["family"] == family and r["axis"] == "ND" and r["status"] == "ok"
+                and r["delta_aicc"] == 0]
+        if fits:
+            try:
+                model = compute_model(rows)
+            except ValueError:
+                continue
+            grid = rows[rows.get("study", pd.Series("grid", index=rows.index)).fillna("grid") == "grid"]
+            c = grid["flops"].astype(float)
+            c = c[np.isfinite(c)]
+            if c.empty:
+                continue
+            law = law_frontier(fits[0]["_result"], model, (float(c.min()), float(c.max())))
+            out.append({"family": family, "estimated": estimated, "compute_model": model.__dict__, **law})
+    return out
+
+
+def frontier_section(frontiers: list[dict]) -> list[str]:
+    """Markdown table of the frontiers (see the module docstring for the definitions)."""
+    if not frontiers:
+        return ["## Compute-optimal frontier", "", "No run in the table records its training FLOPs.", ""]
+    lines = ["## Compute-optimal frontier", "",
+             "C = training FLOPs (3 × forward FLOPs per structure × structures seen; `docs/scaling_laws.md`). "
+             "Measured: the runs (seed means per (N, D)) that no cheaper run beats, with log–log slopes over "
+             "them (≥ 3 points; 95 % interval from resampling seeds). Law: L*(C) = min over N of the best 2D "
+             "law at D = C / (3 F(N) E), with F(N) fitted to the forward FLOPs per structure and E the runs' "
+             "epochs — it assumes every model trains for E epochs; N* ∝ C^a, D* ∝ C^b over the runs' compute "
+             "range, 95 % interval from the 2D fit's bootstrap. Plot: `plots/frontier.png`.", "",
+             "| family | frontier | points | C range (FLOPs) | L* slope | a (N* ∝ C^a) | b (D* ∝ C^b) |",
+             "|---|---|---|---|---|---|---|"]
+
+    def cell(f, key):
+        if f[key] is None:
+            return "–"
+        ci = (f.get("ci95") or {}).get(key)
+        return f"{f[key]:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+    for f in frontiers:
+        c = f["compute"]
+        source = f["source"] + (" (FLOPs estimated)" if f["estimated"] else "")
+        if f.get("interior") is False:
+            source += " ⚠ N* at the edge of the search range"
+        lines.append(f"| {f['family']} | {source} | {len(c)} | {c.min():.3g} – {c.max():.3g} | {cell(f, 'loss_slope')} "
+                     f"| {cell(f, 'a')} | {cell(f, 'b')} |")
+    if any(f["estimated"] for f in frontiers):
+        lines += ["", "FLOPs marked estimated were counted on the same architectures over synthetic stand-in "
+                  "structures (`laws import-optimetal`), not measured during the runs."]
+    return lines + [""]

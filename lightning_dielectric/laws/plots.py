@@ -96,3 +96,32 @@ def save_figure(fig, stem: Path, dpi: int = 150) -> tuple[list[Path], bytes]:
     paths[0].write_bytes(buf.getvalue())
     fig.savefig(paths[1])
     return paths, buf.getvalue()
+
+
+def plot_frontier(df, frontiers: list[dict]):
+    """Left: validation loss against training FLOPs, every run a point, with each family's measured
+    frontier (solid) and law frontier (dashed). Right: N* and D* of the frontiers against FLOPs."""
+    plt = pyplot()
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10.0, 3.8))
+    families = sorted(df["family"].unique())
+    for fam in families:
+        color = f"C{families.index(fam) % 10}"
+        rows = df[(df["family"] == fam) & np.isfinite(df["flops"].astype(float))]
+        ax.scatter(rows["flops"], rows["val_loss"], s=10, alpha=0.5, color=color, label=f"{fam} runs")
+    for f in frontiers:
+        color = f"C{families.index(f['family']) % 10}"
+        style = "--" if f["source"].endswith("law") else "-"
+        ax.plot(f["compute"], f["loss"], style, color=color, lw=1.3, label=f"{f['family']}: {f['source']}")
+        ax2.plot(f["compute"], f["n_star"], style, color=color, marker="o" if style == "-" else None, ms=3,
+                 label=f"{f['family']} N*: {f['source']}")
+        ax2.plot(f["compute"], f["d_star"], style, color=color, marker="s" if style == "-" else None, ms=3, alpha=0.6,
+                 label=f"{f['family']} D*: {f['source']}")
+    ax.set(xscale="log", yscale="log", xlabel="training compute C (FLOPs)", ylabel="validation loss",
+           title="loss against compute")
+    ax2.set(xscale="log", yscale="log", xlabel="training compute C (FLOPs)", ylabel="N* (parameters), D* (structures)",
+            title="compute-optimal allocation")
+    for a in (ax, ax2):
+        a.legend(fontsize=6)
+        a.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -17,8 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from .forms import FORMS, SCALES
+from .frontier import frontier_section
+from .holdout import holdout_section
 from .latex import latex_tables
-from .plots import plot_axis, plot_grid, save_figure, pyplot
+from .plots import plot_axis, plot_frontier, plot_grid, pyplot, save_figure
+from .robust import robust_section
 from .summary import best_forms_section, best_records, flags
 
 AXIS_TITLE = {"D": "Data scaling (x = D, training structures)", "N": "Parameter scaling (x = N, parameters)",
@@ -26,13 +29,17 @@ AXIS_TITLE = {"D": "Data scaling (x = D, training structures)", "N": "Parameter 
 
 
 def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
         return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def _clean(value):
-    """NaN/inf → None, recursively (strict JSON)."""
+    """NaN/inf → None, recursively (strict JSON); arrays become lists."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
     if isinstance(value, dict):
         return {k: _clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -85,7 +92,10 @@ def _fixed_text(fixed: dict) -> str:
     return ", ".join(f"{k} = {v:,}" for k, v in fixed.items())
 
 
-def markdown(records: list[dict], *, source: str, n_runs: int, notes: list[str], files: list[str]) -> str:
+def markdown(records: list[dict], *, source: str, n_runs: int, notes: list[str], files: list[str],
+             sections: list[str] = ()) -> str:
+    """The report; ``sections``: further Markdown lines (frontier, holdout, robust fits) placed
+    after the per-axis tables."""
     lines = [f"# Scaling-law fits of `{source}`", "",
              f"{n_runs} runs; families: {', '.join(sorted({r['family'] for r in records})) or 'none'}.", ""]
     if notes:
@@ -118,6 +128,7 @@ def markdown(records: list[dict], *, source: str, n_runs: int, notes: list[str],
                 delta = "–" if r["delta_aicc"] is None else f"{r['delta_aicc']:.2f}"
                 lines.append(f"| {r['form']} | {params} | {cis} | {r['rss']:.5g} | {aicc} | {delta} |")
             lines.append("")
+    lines += list(sections)
     lines += _optimizer_section(records)
     failed = [r for r in records if r["status"] != "ok"]
     if failed:
@@ -185,8 +196,11 @@ def log_tensorboard(logdir: Path, images: dict[str, bytes], records: list[dict],
 
 
 def write_report(out: Path, records: list[dict], all_series, *, source: str, n_runs: int, notes: list[str],
-                 tensorboard: bool = True) -> list[Path]:
-    """Every output of ``laws fit`` under ``out``; returns the written paths."""
+                 tensorboard: bool = True, runs=None, frontiers=None, holdout=None, holdout_k: int = 0,
+                 robust=None) -> list[Path]:
+    """Every output of ``laws fit`` under ``out``; returns the written paths. Optional parts:
+    ``frontiers`` (with the ``runs`` table: ``frontier.json``, ``plots/frontier.*``), ``holdout``
+    (``holdout.json``) and ``robust`` (``robust.json``), each with its report section."""
     plt = pyplot()
     out.mkdir(parents=True, exist_ok=True)
     (out / "plots").mkdir(exist_ok=True)
@@ -204,12 +218,25 @@ def write_report(out: Path, records: list[dict], all_series, *, source: str, n_r
     for (fam, axis), s in sorted(by_key.items()):
         if axis == "ND":
             figures[f"grid_{fam}"] = plot_grid(records, s)
+    sections: list[str] = []
+    if frontiers is not None:
+        sections += frontier_section(frontiers)
+        if frontiers:
+            figures["frontier"] = plot_frontier(runs, frontiers)
+    if holdout is not None:
+        sections += holdout_section(holdout, records, holdout_k)
+    if robust is not None:
+        sections += robust_section(robust, records)
+    for name, part in (("frontier", frontiers), ("holdout", holdout), ("robust", robust)):
+        if part is not None:
+            (out / f"{name}.json").write_text(json.dumps(public(part), indent=1, default=_json_default) + "\n")
+            written.append(out / f"{name}.json")
     images = {}
     for name, fig in figures.items():
         paths, images[name] = save_figure(fig, out / "plots" / name)
         written += paths
     files = [str(p.relative_to(out)) for p in written] + ["report.md"] + (["tensorboard/"] if tensorboard else [])
-    report = markdown(records, source=source, n_runs=n_runs, notes=notes, files=files)
+    report = markdown(records, source=source, n_runs=n_runs, notes=notes, files=files, sections=sections)
     (out / "report.md").write_text(report)
     written.append(out / "report.md")
     if tensorboard:
