@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data info": ("lightning_dielectric.data.info:main", "counts, elements and spectra statistics of a dataset, with plots"),
     "params": ("lightning_dielectric.training.params:main", "exact parameter count of a configured model"),
     "predict": ("lightning_dielectric.training.predict:main", "predict ε_inter, ω_D and colour for CIF/POSCAR files"),
+    "evaluate": ("lightning_dielectric.training.ensemble:main", "test metrics of an ensemble of checkpoints, with calibration"),
     "sweep run": ("lightning_dielectric.sweep.cli:run_main", "run (or resume) an Optuna scaling sweep"),
     "sweep status": ("lightning_dielectric.sweep.cli:status_main", "done / running / failed / pending per axis"),
     "sweep export": ("lightning_dielectric.sweep.cli:export_main", "write the runs table (Parquet and CSV)"),
