@@ -91,7 +91,7 @@ def slopes(compute: np.ndarray, *ys: np.ndarray) -> list[float]:
     return [float(np.polyfit(lc, np.log(y), 1)[0]) for y in ys]
 
 
-def law_frontier(fit, model: ComputeModel, c_range: tuple[float, float], points: int = 25) -> dict:
+def law_frontier(fit, model: ComputeModel, c_range: tuple[float, float], points: int = 9) -> dict:
     """Frontier of a fitted 2D law (a ``fit.FitResult``) over ``c_range`` FLOPs, with allocation
     exponents and their bootstrap intervals (see the module docstring)."""
     compute = np.logspace(np.log10(c_range[0]), np.log10(c_range[1]), points)
@@ -102,12 +102,11 @@ def law_frontier(fit, model: ComputeModel, c_range: tuple[float, float], points:
            "a": a, "b": b, "loss_slope": gamma, "interior": all(x[3] for x in best)}
     if fit.boot is not None:
         reps = []
-        ends = compute[[0, len(compute) // 2, -1]]
         for theta in fit.boot:
             p = dict(zip(FORMS[fit.form].params, theta))
-            rep = [optimum(fit.form, p, model, c) for c in ends]
+            rep = [optimum(fit.form, p, model, c) for c in compute]
             if all(r[3] for r in rep):
-                reps.append(slopes(ends, *(np.array([r[k] for r in rep]) for k in (1, 2, 0))))
+                reps.append(slopes(compute, *(np.array([r[k] for r in rep]) for k in (1, 2, 0))))
         if reps:
             lo, hi = np.percentile(np.array(reps), [2.5, 97.5], axis=0)
             out["ci95"] = {"a": [lo[0], hi[0]], "b": [lo[1], hi[1]], "loss_slope": [lo[2], hi[2]]}
