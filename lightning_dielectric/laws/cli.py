@@ -87,17 +87,22 @@ def import_main(argv: list[str]) -> int:
 
 
 def plan_main(argv: list[str]) -> int:
+    import numpy as np
+
     from .fit import fit_form
-    from .plan import describe, plan_with_interval
-    from .report import public
+    from .frontier import compute_model, describe_compute, plan_compute
+    from .plan import SEED_NOISE_NOTE, describe, plan_with_interval
+    from .report import json_default, public
     from .runs import read_runs, series
 
     prog = "lightning-dielectric laws plan"
-    ap = argparse.ArgumentParser(prog=prog, description="Training structures needed to reach a target validation "
-                                 "loss, from the fitted 2D law of one family's (N, D) grid.")
+    ap = argparse.ArgumentParser(prog=prog, description="From the fitted 2D law of one family's (N, D) grid: the "
+                                 "training structures (and, with FLOPs in the runs table, the least compute) needed "
+                                 "for a target validation loss, and the least loss for a compute budget.")
     ap.add_argument("runs", help="runs table (.parquet or .csv) with a (N, D) grid for the family")
     ap.add_argument("--family", required=True)
-    ap.add_argument("--target-loss", type=float, required=True, help="target validation loss")
+    ap.add_argument("--target-loss", type=float, help="target validation loss")
+    ap.add_argument("--compute", type=float, help="compute budget in training FLOPs: the least loss reachable")
     ap.add_argument("--n", type=float, default=None, help="parameter count of the planned model")
     ap.add_argument("--form", choices=("auto",) + FORMS_2D, default="auto", help="2D law (auto: lowest AICc)")
     ap.add_argument("--tol", type=float, default=0.01, help="'more parameters stop paying' tolerance (relative loss)")
@@ -105,6 +110,8 @@ def plan_main(argv: list[str]) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print the answer as JSON")
     args = ap.parse_args(argv)
+    if args.target_loss is None and args.compute is None:
+        ap.error("give --target-loss, --compute or both")
     try:
         df = read_runs(args.runs)
         grids = {s.family: s for s in series(df)[0] if s.axis == "ND"}
@@ -118,11 +125,28 @@ def plan_main(argv: list[str]) -> int:
         if not ok:
             raise ValueError(f"no 2D law could be fitted for {args.family}: " + "; ".join(f.message for f in fits))
         best = min(ok, key=lambda f: f.aicc)
-        answer = plan_with_interval(best, args.target_loss, args.n, args.tol)
+        answer = {} if args.target_loss is None else plan_with_interval(best, args.target_loss, args.n, args.tol)
+        rows = df[df["family"] == args.family]
+        has_flops = "flops" in rows and np.isfinite(rows["flops"].astype(float)).any()
+        if args.compute is not None and not has_flops:
+            raise ValueError(f"{args.runs}: --compute needs the 'flops' column for family {args.family!r}")
+        if has_flops:
+            answer["compute"] = plan_compute(best, compute_model(rows), args.target_loss, args.compute)
     except (OSError, ValueError) as err:
         return _fail(prog, err)
     if args.json:
-        print(json.dumps(public([{"family": args.family, **answer}])[0], indent=1))
+        print(json.dumps(public([{"family": args.family, **answer}])[0], indent=1, default=json_default))
+        return 0
+    x = s.points.x
+    lines = []
+    if args.target_loss is not None:
+        lines.append(describe(answer, args.family, d_range=(x[1].min(), x[1].max()), n_range=(x[0].min(), x[0].max())))
     else:
-        print(describe(answer, args.family, d_max=float(s.points.x[1].max()), n_max=float(s.points.x[0].max())))
+        lines.append(f"{args.family}, {best.form} law (AICc {best.aicc:.2f}):")
+    if "compute" in answer:
+        c = rows["flops"].astype(float)
+        lines += describe_compute(answer["compute"], (float(c.min()), float(c.max())))
+        if args.target_loss is None:
+            lines.append(SEED_NOISE_NOTE)
+    print("\n".join(lines))
     return 0

@@ -234,3 +234,64 @@ def frontier_section(frontiers: list[dict]) -> list[str]:
         lines += ["", "FLOPs marked estimated were counted on the same architectures over synthetic stand-in "
                   "structures (`laws import-optimetal`), not measured during the runs."]
     return lines + [""]
+
+
+def plan_compute(fit, model: ComputeModel, target: float | None = None, compute: float | None = None) -> dict:
+    """``laws plan``'s compute answers on the law frontier: the least compute for loss ``target``
+    and/or the least loss for ``compute`` FLOPs, each with N*, D* and 95 % percentile intervals
+    over the fit's bootstrap replicates (seed noise only)."""
+    out: dict = {"compute_model": model.__dict__}
+    replicates = [] if fit.boot is None else [
+        type("Rep", (), {"form": fit.form, "params": dict(zip(FORMS[fit.form].params, theta))})() for theta in fit.boot]
+    if target is not None:
+        best = compute_for_loss(fit, model, target)
+        out["for_loss"] = {"target": target, "reachable": best is not None}
+        if best is not None:
+            out["for_loss"].update(dict(zip(("compute", "n_star", "d_star"), best)))
+            reps = [r for r in (compute_for_loss(rep, model, target) for rep in replicates) if r is not None]
+            if reps:
+                out["for_loss"]["compute_ci95"] = [float(v) for v in np.percentile([r[0] for r in reps], [2.5, 97.5])]
+                out["for_loss"]["bootstrap"] = {"replicates": len(replicates), "reachable": len(reps)}
+    if compute is not None:
+        loss, n, d, interior = optimum(fit.form, fit.params, model, compute)
+        out["for_compute"] = {"compute": compute, "loss": loss, "n_star": n, "d_star": d, "interior": interior}
+        if replicates:
+            losses = [optimum(rep.form, rep.params, model, compute)[0] for rep in replicates]
+            out["for_compute"]["loss_ci95"] = [float(v) for v in np.percentile(losses, [2.5, 97.5])]
+    return out
+
+
+def describe_compute(answer: dict, c_range: tuple[float, float]) -> list[str]:
+    """The compute answers in words, with a warning for every number outside the measured range."""
+    lines = []
+    m = answer["compute_model"]
+    model_text = (f"C = 3 · {m['f']:.3g} · N^{m['c']:.3f} · D · {m['epochs']:.0f} epochs (FLOPs, fitted to the runs)")
+    f = answer.get("for_loss")
+    if f is not None:
+        if not f["reachable"]:
+            lines.append(f"  compute-optimal: no compute up to 1e40 FLOPs reaches L = {f['target']:g} on this law's frontier.")
+        else:
+            ci = f.get("compute_ci95")
+            ci_text = f" (95 % interval {ci[0]:.3g} – {ci[1]:.3g})" if ci else ""
+            lines.append(f"  compute-optimal: the least compute for L = {f['target']:g} is C ≈ {f['compute']:.3g} FLOPs"
+                         f"{ci_text}, with N* ≈ {f['n_star']:,.0f} parameters and D* ≈ {f['d_star']:,.0f} structures.")
+            lines += _compute_note(f["compute"], c_range)
+    f = answer.get("for_compute")
+    if f is not None:
+        ci = f.get("loss_ci95")
+        ci_text = f" (95 % interval {ci[0]:.4g} – {ci[1]:.4g})" if ci else ""
+        lines.append(f"  with C = {f['compute']:.3g} FLOPs the least loss is L* ≈ {f['loss']:.4g}{ci_text}, at "
+                     f"N* ≈ {f['n_star']:,.0f} parameters and D* ≈ {f['d_star']:,.0f} structures.")
+        if not f["interior"]:
+            lines.append("  warning: N* lies at the edge of the searched range: the law keeps favouring a larger "
+                         "(or smaller) model; do not read N* literally.")
+        lines += _compute_note(f["compute"], c_range)
+    return lines + [f"  compute model: {model_text}."]
+
+
+def _compute_note(c: float, c_range: tuple[float, float]) -> list[str]:
+    lo, hi = c_range
+    if lo <= c <= hi:
+        return []
+    return [f"  warning: C = {c:.3g} FLOPs lies outside the measured compute range [{lo:.3g}, {hi:.3g}]: "
+            "an extrapolation of the law."]

@@ -28,7 +28,7 @@ AXIS_TITLE = {"D": "Data scaling (x = D, training structures)", "N": "Parameter 
               "ND": "Joint scaling over the (N, D) grid"}
 
 
-def _json_default(value):
+def json_default(value):
     if isinstance(value, (np.floating, np.integer, np.bool_)):
         return value.item()
     if isinstance(value, np.ndarray):
@@ -55,7 +55,7 @@ def public(records: list[dict]) -> list[dict]:
 
 
 def write_fits_json(records: list[dict], path: Path) -> None:
-    path.write_text(json.dumps(public(records), indent=1, default=_json_default) + "\n")
+    path.write_text(json.dumps(public(records), indent=1, default=json_default) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,7 +229,7 @@ def write_report(out: Path, records: list[dict], all_series, *, source: str, n_r
         sections += robust_section(robust, records)
     for name, part in (("frontier", frontiers), ("holdout", holdout), ("robust", robust)):
         if part is not None:
-            (out / f"{name}.json").write_text(json.dumps(public(part), indent=1, default=_json_default) + "\n")
+            (out / f"{name}.json").write_text(json.dumps(public(part), indent=1, default=json_default) + "\n")
             written.append(out / f"{name}.json")
     images = {}
     for name, fig in figures.items():
