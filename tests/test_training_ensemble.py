@@ -120,3 +120,21 @@ def test_predict_ensemble_mean_and_band(two_members, tmp_path):
     long = pd.read_csv(out / "predictions.csv")
     assert {"eps_re_std", "eps_im_std", "drude_std_ev"} <= set(long.columns) and len(long) == 2001
     assert (out / "Cu.png").is_file()
+
+
+def test_sweep_point_ensembles_and_report_section(two_members, tiny_dataset):
+    from lightning_dielectric.laws.ensembles import ensemble_section
+    from lightning_dielectric.sweep.export import ensemble_groups
+    from lightning_dielectric.training.ensemble import evaluate_groups
+
+    run_dirs = [str(c.parent.parent) for c in two_members]
+    table = pd.DataFrame({"study": ["data", "data", "width"], "family": "2b-cgc", "width": 16, "N": 278_627, "D": 52,
+                          "seed": [0, 1, 1], "val_loss": [1.0, 2.0, 2.0], "run_dir": [run_dirs[0], run_dirs[1], run_dirs[1]]})
+    groups = ensemble_groups(table)
+    assert len(groups) == 1 and groups["seeds"][0] == [0, 1]  # the run on two design lines counts once
+    assert groups["val_loss_std"][0] == pytest.approx(np.std([1.0, 2.0], ddof=1))
+    result = evaluate_groups(groups, str(tiny_dataset))
+    assert result["n_members"][0] == 2 and result["members_loss"][0] > 0
+    assert result["ensemble_loss"][0] <= result["members_loss"][0] + 1e-9
+    text = "\n".join(ensemble_section(result))
+    assert "Single models against their seed ensemble" in text and "| 2b-cgc | 16 | 278,627 | 52 | 2 |" in text

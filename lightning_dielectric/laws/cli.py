@@ -16,6 +16,7 @@ def _fail(prog: str, err: Exception) -> int:
 
 
 def fit_main(argv: list[str]) -> int:
+    from .ensembles import read_ensembles
     from .fit import fit_series
     from .frontier import family_frontiers
     from .holdout import holdout_fits
@@ -36,12 +37,15 @@ def fit_main(argv: list[str]) -> int:
     ap.add_argument("--holdout", type=int, default=1, metavar="K",
                     help="extrapolation check: refit every 1D form without the K largest points of its axis (0: off)")
     ap.add_argument("--huber", action="store_true", help="also fit every form in log space with a Huber loss")
+    ap.add_argument("--ensembles", help="ensembles table (as 'sweep run' writes ensembles.csv): compare single "
+                    "models with their seed ensemble in the report")
     args = ap.parse_args(argv)
     if args.holdout < 0:
         return _fail(prog, ValueError(f"--holdout must be ≥ 0, got {args.holdout}"))
     try:
         df = read_runs(args.runs)
         all_series, notes = series(df)
+        ensembles = read_ensembles(args.ensembles) if args.ensembles else None
     except (OSError, ValueError) as err:
         return _fail(prog, err)
     if not all_series:
@@ -53,7 +57,8 @@ def fit_main(argv: list[str]) -> int:
     out = Path(args.out)
     write_report(out, records, all_series, source=str(args.runs), n_runs=len(df), notes=notes,
                  tensorboard=not args.no_tensorboard, runs=df, holdout=holdout, holdout_k=args.holdout,
-                 frontiers=family_frontiers(df, records, args.bootstrap, args.seed), robust=robust)
+                 frontiers=family_frontiers(df, records, args.bootstrap, args.seed), robust=robust,
+                 ensembles=ensembles)
     failed = sum(r["status"] != "ok" for r in records)
     print(f"{len(records)} fits ({failed} failed) over {len(all_series)} series → {out / 'report.md'}")
     return 0

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .forms import FORMS, SCALES
+from .ensembles import ensemble_section
 from .frontier import frontier_section
 from .holdout import holdout_section
 from .latex import latex_tables
@@ -197,10 +198,11 @@ def log_tensorboard(logdir: Path, images: dict[str, bytes], records: list[dict],
 
 def write_report(out: Path, records: list[dict], all_series, *, source: str, n_runs: int, notes: list[str],
                  tensorboard: bool = True, runs=None, frontiers=None, holdout=None, holdout_k: int = 0,
-                 robust=None) -> list[Path]:
+                 robust=None, ensembles=None) -> list[Path]:
     """Every output of ``laws fit`` under ``out``; returns the written paths. Optional parts:
     ``frontiers`` (with the ``runs`` table: ``frontier.json``, ``plots/frontier.*``), ``holdout``
-    (``holdout.json``) and ``robust`` (``robust.json``), each with its report section."""
+    (``holdout.json``), ``robust`` (``robust.json``) and ``ensembles`` (a table of
+    ``laws.ensembles``), each with its report section."""
     plt = pyplot()
     out.mkdir(parents=True, exist_ok=True)
     (out / "plots").mkdir(exist_ok=True)
@@ -227,6 +229,8 @@ def write_report(out: Path, records: list[dict], all_series, *, source: str, n_r
         sections += holdout_section(holdout, records, holdout_k)
     if robust is not None:
         sections += robust_section(robust, records)
+    if ensembles is not None:
+        sections += ensemble_section(ensembles)
     for name, part in (("frontier", frontiers), ("holdout", holdout), ("robust", robust)):
         if part is not None:
             (out / f"{name}.json").write_text(json.dumps(public(part), indent=1, default=json_default) + "\n")

@@ -69,3 +69,33 @@ def runs_table(points: list[GridPoint], states: dict[str, PointState]) -> pd.Dat
 def write_runs(table: pd.DataFrame, out: Path) -> tuple[Path, Path]:
     """Write ``out/runs.parquet`` and ``out/runs.csv``; returns both paths."""
     return write_table(table, out / "runs.parquet"), write_table(table, out / "runs.csv")
+
+
+def checkpoint_of(run_dir: str | Path) -> Path | None:
+    """The run's best checkpoint (``best-*.ckpt``, the latest if several), else ``last.ckpt``, else None."""
+    folder = Path(run_dir) / "checkpoints"
+    best = sorted(folder.glob("best-*.ckpt"))
+    if best:
+        return best[-1]
+    last = folder / "last.ckpt"
+    return last if last.is_file() else None
+
+
+def ensemble_groups(table: pd.DataFrame) -> pd.DataFrame:
+    """The seed ensembles of a runs table: one row per sweep point (family, width, D) with ≥ 2
+    seeds whose checkpoints exist: ``family, width, N, D, seeds`` (list), ``checkpoints`` (list of
+    paths), ``val_loss_mean``, ``val_loss_std`` (over seeds, ddof = 1). A point on two design
+    lines is one run and counts once."""
+    runs = table.drop_duplicates("run_dir")
+    rows = []
+    for (family, width, n, d), g in runs.groupby(["family", "width", "N", "D"]):
+        ckpts = [checkpoint_of(r) for r in g["run_dir"]]
+        keep = [i for i, c in enumerate(ckpts) if c is not None]
+        if len(keep) < 2:
+            continue
+        g = g.iloc[keep]
+        rows.append({"family": family, "width": int(width), "N": int(n), "D": int(d), "seeds": list(g["seed"]),
+                     "checkpoints": [str(ckpts[i]) for i in keep], "val_loss_mean": float(g["val_loss"].mean()),
+                     "val_loss_std": float(g["val_loss"].std(ddof=1))})
+    return pd.DataFrame(rows, columns=["family", "width", "N", "D", "seeds", "checkpoints", "val_loss_mean",
+                                       "val_loss_std"])

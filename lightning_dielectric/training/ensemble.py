@@ -101,6 +101,32 @@ def evaluate(modules: list, batches, device: str = "cpu") -> dict:
     }
 
 
+def evaluate_groups(groups, data_root: str, split: str = "test", batch_size: int = 32, device: str = "cpu"):
+    """:func:`evaluate` for every ensemble of ``groups`` (``sweep.export.ensemble_groups``): a
+    table with the group's keys, ``n_members``, ``members_loss`` (mean over members),
+    ``members_loss_std`` (ddof = 1), ``ensemble_loss`` and the ±1σ/±2σ calibration of ε and ω_D."""
+    import pandas as pd
+
+    from lightning_dielectric.data.datamodule import DielectricDataModule, payload_to_batch
+
+    cache: dict[tuple, list] = {}
+    rows = []
+    for g in groups.itertuples():
+        modules, settings = load_members([Path(c) for c in g.checkpoints], device)
+        key = tuple(sorted(settings.items()))
+        if key not in cache:
+            stream = DielectricDataModule(data_root, batch_size=batch_size, **settings).stream(split)
+            cache[key] = [payload_to_batch(p) for p in stream]
+        result = evaluate(modules, cache[key], device)
+        losses = [m["loss"] for m in result["members"]]
+        cal = result["calibration"]
+        rows.append({"family": g.family, "width": g.width, "N": g.N, "D": g.D, "n_members": len(modules),
+                     "members_loss": float(np.mean(losses)), "members_loss_std": float(np.std(losses, ddof=1)),
+                     "ensemble_loss": result["ensemble"]["loss"],
+                     **{f"{q}_{k}": cal[q][k] for q in ("eps", "drude") for k in ("within_1sigma", "within_2sigma")}})
+    return pd.DataFrame(rows)
+
+
 def describe(result: dict) -> str:
     """The evaluation as a small text table."""
     lines = [f"{result['n_members']} members on {result['n_materials']} materials", "",
