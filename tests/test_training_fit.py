@@ -179,7 +179,9 @@ def test_ddp_two_processes_sync_metrics(fitted, tiny_dataset, tmp_path):
                          capture_output=True, text=True, env=subprocess_env(), timeout=600)
     assert fit.returncode == 0, fit.stderr[-3000:]
     run = run_dir(runs)
-    assert json.loads((run / "result.json").read_text())["epochs_done"] == 1
+    result = json.loads((run / "result.json").read_text())
+    assert result["epochs_done"] == 1
+    assert result["structures_seen"] == 52 and result["num_devices"] == 2  # both ranks' structures, once each
 
     single_dir = tmp_path / "single"
     single_dir.mkdir()

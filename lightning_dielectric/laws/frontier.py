@@ -199,7 +199,9 @@ def family_frontiers(df: pd.DataFrame, records: list[dict], bootstrap: int = 200
             if c.empty:
                 continue
             law = law_frontier(fits[0]["_result"], model, (float(c.min()), float(c.max())))
-            out.append({"family": family, "estimated": estimated, "compute_model": model.__dict__, **law})
+            measured_range = {k: [float(grid[k].min()), float(grid[k].max())] for k in ("N", "D")}
+            out.append({"family": family, "estimated": estimated, "compute_model": model.__dict__,
+                        "measured_range": measured_range, **law})
     return out
 
 
@@ -213,7 +215,8 @@ def frontier_section(frontiers: list[dict]) -> list[str]:
              "them (≥ 3 points; 95 % interval from resampling seeds). Law: L*(C) = min over N of the best 2D "
              "law at D = C / (3 F(N) E), with F(N) fitted to the forward FLOPs per structure and E the runs' "
              "epochs — it assumes every model trains for E epochs; N* ∝ C^a, D* ∝ C^b over the runs' compute "
-             "range, 95 % interval from the 2D fit's bootstrap. Plot: `plots/frontier.png`.", "",
+             "range, 95 % interval from the 2D fit's bootstrap; with F(N) ∝ N^c, c·a + b = 1. Plot: "
+             "`plots/frontier.png`.", "",
              "| family | frontier | points | C range (FLOPs) | L* slope | a (N* ∝ C^a) | b (D* ∝ C^b) |",
              "|---|---|---|---|---|---|---|"]
 
@@ -228,6 +231,11 @@ def frontier_section(frontiers: list[dict]) -> list[str]:
         source = f["source"] + (" (FLOPs estimated)" if f["estimated"] else "")
         if f.get("interior") is False:
             source += " ⚠ N* at the edge of the search range"
+        for key, star in (("N", "n_star"), ("D", "d_star")):
+            lo, hi = (f.get("measured_range") or {}).get(key, (None, None))
+            if lo is not None and (f[star].min() < lo * 0.999 or f[star].max() > hi * 1.001):
+                source += (f" ⚠ {key}* spans {f[star].min():.3g} – {f[star].max():.3g}, outside the measured "
+                           f"{key} range [{lo:.3g}, {hi:.3g}]: extrapolated")
         lines.append(f"| {f['family']} | {source} | {len(c)} | {c.min():.3g} – {c.max():.3g} | {cell(f, 'loss_slope')} "
                      f"| {cell(f, 'a')} | {cell(f, 'b')} |")
     if any(f["estimated"] for f in frontiers):

@@ -32,12 +32,12 @@ class RunResult(pl.Callback):
     ``{"val_loss": best val/loss so far, "eps_loss", "drude_loss" (val, at the best epoch),
     "best_epoch", "epochs_done", "max_epochs", "num_parameters", "finished": bool}`` and the
     compute: ``flops_per_structure`` (forward FLOPs per structure, measured on the first
-    ``flops_batches`` training batches), ``structures_seen`` (structures in training steps),
-    ``flops`` (= 3 × forward FLOPs per structure × structures seen), ``train_wall_s`` (seconds in
-    ``fit``), ``device`` (``cpu`` / ``cuda:<model>``), ``num_devices`` and ``device_hours``
-    (= train_wall_s × num_devices / 3600). ``finished`` is true once all ``max_epochs`` ran or
-    ``fit`` returned normally (e.g. early stopping); the best-so-far state and the compute
-    counters are kept in checkpoints so resumed runs continue them.
+    ``flops_batches`` training batches), ``structures_seen`` (structures in training steps, all
+    ranks), ``flops`` (= 3 × forward FLOPs per structure × structures seen), ``train_wall_s``
+    (seconds in ``fit``), ``device`` (``cpu`` / ``cuda:<model>``), ``num_devices`` (processes of
+    the run, all nodes) and ``device_hours`` (= train_wall_s × num_devices / 3600). ``finished``
+    is true once all ``max_epochs`` ran or ``fit`` returned normally (e.g. early stopping); the
+    best-so-far state and the compute counters are kept in checkpoints so resumed runs continue them.
     """
 
     def __init__(self, path: str | None = None, flops_batches: int = 2) -> None:
@@ -46,6 +46,7 @@ class RunResult(pl.Callback):
         self.best: dict[str, Any] = {}
         self.compute: dict[str, Any] = {"flops_per_structure": None, "structures_seen": 0, "train_wall_s": 0.0}
         self._started: float | None = None
+        self._local_structures = 0  # this rank's structures since the last _sync
 
     def _target(self, trainer: pl.Trainer) -> Path:
         return Path(self.path) if self.path else Path(trainer.log_dir or os.getcwd()) / "result.json"
@@ -62,8 +63,8 @@ class RunResult(pl.Callback):
             **self.compute,
             "flops": None if per_structure is None else TRAIN_FLOP_FACTOR * per_structure * self.compute["structures_seen"],
             "device": device_name(pl_module.device),
-            "num_devices": trainer.num_devices,
-            "device_hours": self.compute["train_wall_s"] * trainer.num_devices / 3600.0,
+            "num_devices": trainer.world_size,
+            "device_hours": self.compute["train_wall_s"] * trainer.world_size / 3600.0,
             "epochs_done": epochs_done,
             "max_epochs": trainer.max_epochs,
             "num_parameters": sum(p.numel() for p in model.parameters()),
@@ -96,7 +97,17 @@ class RunResult(pl.Callback):
         self.compute["flops_per_structure"] = flops_per_structure(pl_module, batches)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
-        self.compute["structures_seen"] += int(getattr(batch, "num_graphs", None) or len(batch))
+        self._local_structures += int(getattr(batch, "num_graphs", None) or len(batch))
+
+    def _sync(self, trainer: pl.Trainer) -> None:
+        """Add every rank's structures since the last call to ``structures_seen`` (a collective:
+        called from hooks that run on all ranks)."""
+        local = torch.tensor(self._local_structures, dtype=torch.int64, device=trainer.strategy.root_device)
+        self.compute["structures_seen"] += int(trainer.strategy.reduce(local, reduce_op="sum").item())
+        self._local_structures = 0
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._sync(trainer)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
@@ -104,6 +115,7 @@ class RunResult(pl.Callback):
         metrics = trainer.callback_metrics
         if "val/loss" not in metrics:
             return
+        self._sync(trainer)
         val_loss = float(metrics["val/loss"])
         if not self.best or val_loss < self.best["val_loss"]:
             self.best = {
@@ -116,6 +128,7 @@ class RunResult(pl.Callback):
         self._write(trainer, pl_module, epochs_done, trainer.max_epochs is not None and epochs_done >= trainer.max_epochs)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._sync(trainer)
         if not trainer.interrupted:
             self._write(trainer, pl_module, trainer.current_epoch, finished=True)
         self._started = None
