@@ -151,7 +151,7 @@ def test_fit_cli_writes_every_output(tmp_path, capsys):
         assert (out / "plots" / f"{name}.svg").read_text().lstrip().startswith("<?xml")
     assert r"\begin{tabular}" in (out / "tables" / "aicc.tex").read_text()
     # compute-optimal frontier, extrapolation check, robust fits and ensembles: sections, plots, strict JSON
-    assert "## Compute-optimal frontier" in report and "| toy | kaplan law |" in report and "| toy | measured runs |" in report
+    assert "## Compute-optimal frontier" in report and "| toy | kaplan law" in report and "| toy | measured runs |" in report
     assert "## Extrapolation check (the 1 largest point(s) of each axis held out)" in report
     assert "## Robust fits: least squares against Huber in log space" in report
     assert "| toy | 16 | 256,000 | 1,000 | 3 | 1.2000 ± 0.1000 | 1.1000 | +8.3% |" in report
