@@ -141,8 +141,11 @@ def _report(spec: SweepSpec, points, states, log) -> int:
 
         log(f"[sweep] evaluating {len(groups)} seed ensembles on the test split")
         ensembles = spec.out / "ensembles.csv"
-        evaluate_groups(groups, str(spec.data_root)).to_csv(ensembles, index=False)
-        extra = ["--ensembles", str(ensembles)]
+        try:
+            evaluate_groups(groups, str(spec.data_root)).to_csv(ensembles, index=False)
+            extra = ["--ensembles", str(ensembles)]
+        except (OSError, ValueError) as err:
+            log(f"[sweep] seed ensembles not evaluated: {err}")
     report = spec.out / "report"
     log(f"[sweep] scaling-law report -> {report}")
     return int(fit_main([str(parquet), "--out", str(report), *extra]) or 0)
