@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "params": ("lightning_dielectric.training.params:main", "exact parameter count of a configured model"),
     "predict": ("lightning_dielectric.training.predict:main", "predict ε_inter, ω_D and colour for CIF/POSCAR files"),
     "import-model": ("lightning_dielectric.training.import_paper:main", "convert one of the paper's model files to a checkpoint"),
+    "evaluate": ("lightning_dielectric.training.ensemble:main", "test metrics of an ensemble of checkpoints, with calibration"),
     "sweep run": ("lightning_dielectric.sweep.cli:run_main", "run (or resume) an Optuna scaling sweep"),
     "sweep status": ("lightning_dielectric.sweep.cli:status_main", "done / running / failed / pending per axis"),
     "sweep export": ("lightning_dielectric.sweep.cli:export_main", "write the runs table (Parquet and CSV)"),

@@ -103,3 +103,45 @@ def test_plan_cli_hoffmann_floor_and_errors(tmp_path, capsys):
     assert "no (N, D) grid for family 'other'" in capsys.readouterr().err
     assert plan_main([str(runs), "--family", "toy", "--target-loss", "-1", "--bootstrap", "0"]) == 2
     assert "target loss must be positive" in capsys.readouterr().err
+
+
+def test_plan_warns_outside_the_measured_range_and_names_seed_noise(tmp_path, capsys):
+    runs = write_runs(grid_table("kaplan", KAPLAN), tmp_path / "runs.csv")
+    # D needed at this N lies above 80,000 (the largest measured D) but below 2 × 80,000
+    n = 300 * 512 * 512
+    target = loss("kaplan", KAPLAN, n, 1.5 * 80000)
+    assert plan_main([str(runs), "--family", "toy", "--target-loss", str(target), "--n", str(n), "--bootstrap", "0"]) == 0
+    text = capsys.readouterr().out
+    assert "warning: D = " in text and "outside the measured D range [2,500, 80,000]" in text
+    assert "covers seed noise only" in text
+    # inside the range: no warning about D
+    target = loss("kaplan", KAPLAN, n, 20000)
+    assert plan_main([str(runs), "--family", "toy", "--target-loss", str(target), "--n", str(n), "--bootstrap", "0"]) == 0
+    assert "warning: D =" not in capsys.readouterr().out
+
+
+def test_plan_compute_questions(tmp_path, capsys):
+    df = grid_table("kaplan", KAPLAN)
+    df["flops_per_structure"] = 2.0 * df["N"]
+    df["flops"] = 3 * df["flops_per_structure"] * df["D"] * 5
+    runs = write_runs(df, tmp_path / "runs.parquet")
+    assert plan_main([str(runs), "--family", "toy", "--compute", "1e15", "--bootstrap", "0", "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)["compute"]
+    assert answer["compute_model"]["c"] == pytest.approx(1.0) and answer["compute_model"]["epochs"] == pytest.approx(5)
+    best = answer["for_compute"]
+    assert 3 * 2.0 * best["n_star"] * best["d_star"] * 5 == pytest.approx(1e15, rel=1e-6)
+    # the loss for that compute, asked back as a target, needs that compute again
+    target = best["loss"]
+    assert plan_main([str(runs), "--family", "toy", "--target-loss", str(target), "--bootstrap", "0", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)["compute"]["for_loss"]
+    assert again["compute"] == pytest.approx(1e15, rel=1e-4)
+    assert plan_main([str(runs), "--family", "toy", "--compute", "1e25", "--bootstrap", "0"]) == 0
+    text = capsys.readouterr().out
+    assert "least loss is L*" in text and "outside the measured compute range" in text
+    assert "covers seed noise only" in text
+
+
+def test_plan_compute_needs_flops(tmp_path, capsys):
+    runs = write_runs(grid_table("kaplan", KAPLAN), tmp_path / "runs.csv")
+    assert plan_main([str(runs), "--family", "toy", "--compute", "1e15", "--bootstrap", "0"]) == 2
+    assert "needs the 'flops' column" in capsys.readouterr().err

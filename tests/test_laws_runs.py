@@ -126,9 +126,16 @@ def test_failed_runs_are_counted_not_fitted():
 
 
 def test_fit_cli_writes_every_output(tmp_path, capsys):
-    runs = write_runs(sweep_table(), tmp_path / "runs.parquet")
+    table = sweep_table()
+    table["flops_per_structure"] = 2.0 * table["N"]
+    table["flops"] = 3 * table["flops_per_structure"] * table["D"] * 10
+    runs = write_runs(table, tmp_path / "runs.parquet")
+    ensembles = tmp_path / "ensembles.csv"
+    pd.DataFrame([{"family": "toy", "width": 16, "N": 256000, "D": 1000, "n_members": 3, "members_loss": 1.2,
+                   "members_loss_std": 0.1, "ensemble_loss": 1.1, "eps_within_1sigma": 0.5, "eps_within_2sigma": 0.8,
+                   "drude_within_1sigma": 0.6, "drude_within_2sigma": 0.9}]).to_csv(ensembles, index=False)
     out = tmp_path / "fit"
-    assert fit_main([str(runs), "--out", str(out), "--bootstrap", "20"]) == 0
+    assert fit_main([str(runs), "--out", str(out), "--bootstrap", "20", "--huber", "--ensembles", str(ensembles)]) == 0
     records = json.loads((out / "fits.json").read_text())
     assert {(r["axis"], r["form"]) for r in records} >= {("D", "broken"), ("N", "power_floor"), ("ND", "kaplan")}
     kaplan = next(r for r in records if r["form"] == "kaplan")
@@ -143,6 +150,16 @@ def test_fit_cli_writes_every_output(tmp_path, capsys):
         assert (out / "plots" / f"{name}.png").stat().st_size > 5000
         assert (out / "plots" / f"{name}.svg").read_text().lstrip().startswith("<?xml")
     assert r"\begin{tabular}" in (out / "tables" / "aicc.tex").read_text()
+    # compute-optimal frontier, extrapolation check, robust fits and ensembles: sections, plots, strict JSON
+    assert "## Compute-optimal frontier" in report and "| toy | kaplan law" in report and "| toy | measured runs |" in report
+    assert "## Extrapolation check (the 1 largest point(s) of each axis held out)" in report
+    assert "## Robust fits: least squares against Huber in log space" in report
+    assert "| toy | 16 | 256,000 | 1,000 | 3 | 1.2000 ± 0.1000 | 1.1000 | +8.3% |" in report
+    assert (out / "plots" / "frontier.svg").is_file() and (out / "plots" / "frontier.png").stat().st_size > 5000
+    for name in ("frontier", "holdout", "robust"):
+        json.loads((out / f"{name}.json").read_text(), parse_constant=lambda c: pytest.fail(f"{name}.json: {c}"))
+    law = next(f for f in json.loads((out / "frontier.json").read_text()) if f["source"] == "kaplan law")
+    assert law["a"] + law["b"] == pytest.approx(1.0, abs=1e-3)  # F(N) ∝ N: C ∝ N·D
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
@@ -158,3 +175,7 @@ def test_fit_cli_bad_table(tmp_path, capsys):
     bad.write_text("family,width\nx,1\n")
     assert fit_main([str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "missing column(s)" in capsys.readouterr().err
+    runs = write_runs(sweep_table(), tmp_path / "runs.parquet")
+    assert fit_main([str(runs), "--out", str(tmp_path / "o"), "--ensembles", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "runs.csv: missing column(s) N, D, n_members" in err

@@ -71,6 +71,9 @@ def test_tiny_grid_end_to_end(tmp_path, tiny_dataset, capsys):
         assert r.N == count_parameters("2b-cgc", r.width)
         assert r.val_loss > 0 and r.val_loss == pytest.approx(r.eps_loss + r.drude_loss, rel=1e-4)
         assert r.epochs == 2 and r.wall_s > 0
+        # compute accounting: 2 epochs over D structures at 3 × the measured forward FLOPs per structure
+        assert r.flops == pytest.approx(3 * r.flops_per_structure * 2 * r.D, rel=1e-9)
+        assert r.device == "cpu" and r.device_hours > 0 and not r.flops_estimated
         run_dir = Path(r.run_dir)
         result = json.loads((run_dir / "result.json").read_text())
         assert result["finished"] and result["val_loss"] == pytest.approx(r.val_loss)
@@ -80,6 +83,9 @@ def test_tiny_grid_end_to_end(tmp_path, tiny_dataset, capsys):
         assert trial_cfg["data"]["train_size"] == r.D
         assert trial_cfg["model"]["model"]["init_args"]["spectra_width"] == 4 * r.width
     assert (out / "report" / "fits.json").is_file() and (out / "report" / "report.md").is_file()
+    report = (out / "report" / "report.md").read_text()
+    assert "## Compute-optimal frontier" in report and "| 2b-cgc | measured runs |" in report
+    assert (out / "report" / "plots" / "frontier.png").is_file() and (out / "report" / "plots" / "frontier.svg").is_file()
     capsys.readouterr()
     assert cli_main(["sweep", "status", str(sweep)]) == 0
     assert "4 points: 4 done, 0 running, 0 failed, 0 pending" in capsys.readouterr().out

@@ -90,6 +90,12 @@ def test_checkpoints_result_and_reload(fitted):
     assert result["best_epoch"] == val.index(min(val))
     assert result["epochs_done"] == result["max_epochs"] == 3
     assert result["finished"] is True and result["num_parameters"] == 278_627
+    # Compute accounting: 52 structures per epoch, 3 epochs, 3 × forward FLOPs per structure.
+    assert result["structures_seen"] == 3 * 52
+    assert result["flops_per_structure"] > 0
+    assert result["flops"] == pytest.approx(3 * result["flops_per_structure"] * 156)
+    assert result["device"] == "cpu" and result["num_devices"] == 1
+    assert result["device_hours"] == pytest.approx(result["train_wall_s"] / 3600) and result["train_wall_s"] > 0
     # The checkpoint rebuilds its model from the saved config, no model object needed.
     module = DielectricModule.load_from_checkpoint(fitted / "checkpoints" / "last.ckpt", map_location="cpu")
     assert type(module.model).__name__ == "OptiMetal2B"
@@ -135,6 +141,8 @@ def test_resume_continues_result_in_the_same_run(tiny_dataset, tmp_path):
                             "--ckpt_path", str(run / "checkpoints" / "last.ckpt")))
     second = json.loads((run / "result.json").read_text())
     assert second["epochs_done"] == 2 and second["max_epochs"] == 2 and second["finished"] is True
+    assert second["structures_seen"] == 2 * 52 and second["flops_per_structure"] == first["flops_per_structure"]
+    assert second["train_wall_s"] > first["train_wall_s"]
     assert second["val_loss"] <= first["val_loss"]
     assert second["best_epoch"] in (0, 1)
     if second["best_epoch"] == 0:
@@ -171,7 +179,9 @@ def test_ddp_two_processes_sync_metrics(fitted, tiny_dataset, tmp_path):
                          capture_output=True, text=True, env=subprocess_env(), timeout=600)
     assert fit.returncode == 0, fit.stderr[-3000:]
     run = run_dir(runs)
-    assert json.loads((run / "result.json").read_text())["epochs_done"] == 1
+    result = json.loads((run / "result.json").read_text())
+    assert result["epochs_done"] == 1
+    assert result["structures_seen"] == 52 and result["num_devices"] == 2  # both ranks' structures, once each
 
     single_dir = tmp_path / "single"
     single_dir.mkdir()

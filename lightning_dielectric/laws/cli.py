@@ -16,8 +16,12 @@ def _fail(prog: str, err: Exception) -> int:
 
 
 def fit_main(argv: list[str]) -> int:
+    from .ensembles import read_ensembles
     from .fit import fit_series
+    from .frontier import family_frontiers
+    from .holdout import holdout_fits
     from .report import write_report
+    from .robust import robust_fits
     from .runs import read_runs, series
 
     prog = "lightning-dielectric laws fit"
@@ -30,25 +34,38 @@ def fit_main(argv: list[str]) -> int:
     ap.add_argument("--forms-1d", nargs="+", choices=FORMS_1D, default=list(FORMS_1D))
     ap.add_argument("--forms-2d", nargs="+", choices=FORMS_2D, default=list(FORMS_2D))
     ap.add_argument("--no-tensorboard", action="store_true", help="skip the TensorBoard event file")
+    ap.add_argument("--holdout", type=int, default=1, metavar="K",
+                    help="extrapolation check: refit every 1D form without the K largest points of its axis (0: off)")
+    ap.add_argument("--huber", action="store_true", help="also fit every form in log space with a Huber loss")
+    ap.add_argument("--ensembles", help="ensembles table (as 'sweep run' writes ensembles.csv): compare single "
+                    "models with their seed ensemble in the report")
     args = ap.parse_args(argv)
+    if args.holdout < 0:
+        return _fail(prog, ValueError(f"--holdout must be ≥ 0, got {args.holdout}"))
     try:
         df = read_runs(args.runs)
         all_series, notes = series(df)
+        ensembles = read_ensembles(args.ensembles) if args.ensembles else None
     except (OSError, ValueError) as err:
         return _fail(prog, err)
     if not all_series:
         return _fail(prog, ValueError(f"{args.runs}: no family has ≥ 2 distinct D or N values to fit"))
     records = fit_series(all_series, forms_1d=args.forms_1d, forms_2d=args.forms_2d,
                          bootstrap=args.bootstrap, seed=args.seed)
+    holdout = holdout_fits(all_series, args.holdout, args.forms_1d) if args.holdout else None
+    robust = robust_fits(records, all_series) if args.huber else None
     out = Path(args.out)
     write_report(out, records, all_series, source=str(args.runs), n_runs=len(df), notes=notes,
-                 tensorboard=not args.no_tensorboard)
+                 tensorboard=not args.no_tensorboard, runs=df, holdout=holdout, holdout_k=args.holdout,
+                 frontiers=family_frontiers(df, records, args.bootstrap, args.seed), robust=robust,
+                 ensembles=ensembles)
     failed = sum(r["status"] != "ok" for r in records)
     print(f"{len(records)} fits ({failed} failed) over {len(all_series)} series → {out / 'report.md'}")
     return 0
 
 
 def import_main(argv: list[str]) -> int:
+    from .compute import PAPER_EPOCHS, estimate_flops
     from .runs import import_optimetal, write_runs
 
     prog = "lightning-dielectric laws import-optimetal"
@@ -58,9 +75,14 @@ def import_main(argv: list[str]) -> int:
     ap.add_argument("--out", required=True, help="runs table to write (.parquet or .csv)")
     ap.add_argument("--data-width", type=int, default=256, help="width of the data line's models")
     ap.add_argument("--width-d", type=int, default=20000, help="training-set size of the width line")
+    ap.add_argument("--epochs", type=int, default=PAPER_EPOCHS,
+                    help=f"training epochs of the paper's runs, for the estimated FLOPs (default {PAPER_EPOCHS})")
+    ap.add_argument("--no-flops", action="store_true", help="leave the FLOP columns empty")
     args = ap.parse_args(argv)
     try:
         df = import_optimetal(args.files, data_width=args.data_width, width_d=args.width_d)
+        if not args.no_flops:
+            df = estimate_flops(df, args.epochs)
         path = write_runs(df, args.out)
     except (OSError, ValueError) as err:
         return _fail(prog, err)
@@ -70,17 +92,22 @@ def import_main(argv: list[str]) -> int:
 
 
 def plan_main(argv: list[str]) -> int:
+    import numpy as np
+
     from .fit import fit_form
-    from .plan import describe, plan_with_interval
-    from .report import public
+    from .frontier import compute_model, describe_compute, plan_compute
+    from .plan import SEED_NOISE_NOTE, describe, plan_with_interval
+    from .report import json_default, public
     from .runs import read_runs, series
 
     prog = "lightning-dielectric laws plan"
-    ap = argparse.ArgumentParser(prog=prog, description="Training structures needed to reach a target validation "
-                                 "loss, from the fitted 2D law of one family's (N, D) grid.")
+    ap = argparse.ArgumentParser(prog=prog, description="From the fitted 2D law of one family's (N, D) grid: the "
+                                 "training structures (and, with FLOPs in the runs table, the least compute) needed "
+                                 "for a target validation loss, and the least loss for a compute budget.")
     ap.add_argument("runs", help="runs table (.parquet or .csv) with a (N, D) grid for the family")
     ap.add_argument("--family", required=True)
-    ap.add_argument("--target-loss", type=float, required=True, help="target validation loss")
+    ap.add_argument("--target-loss", type=float, help="target validation loss")
+    ap.add_argument("--compute", type=float, help="compute budget in training FLOPs: the least loss reachable")
     ap.add_argument("--n", type=float, default=None, help="parameter count of the planned model")
     ap.add_argument("--form", choices=("auto",) + FORMS_2D, default="auto", help="2D law (auto: lowest AICc)")
     ap.add_argument("--tol", type=float, default=0.01, help="'more parameters stop paying' tolerance (relative loss)")
@@ -88,6 +115,8 @@ def plan_main(argv: list[str]) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print the answer as JSON")
     args = ap.parse_args(argv)
+    if args.target_loss is None and args.compute is None:
+        ap.error("give --target-loss, --compute or both")
     try:
         df = read_runs(args.runs)
         grids = {s.family: s for s in series(df)[0] if s.axis == "ND"}
@@ -101,11 +130,28 @@ def plan_main(argv: list[str]) -> int:
         if not ok:
             raise ValueError(f"no 2D law could be fitted for {args.family}: " + "; ".join(f.message for f in fits))
         best = min(ok, key=lambda f: f.aicc)
-        answer = plan_with_interval(best, args.target_loss, args.n, args.tol)
+        answer = {} if args.target_loss is None else plan_with_interval(best, args.target_loss, args.n, args.tol)
+        rows = df[df["family"] == args.family]
+        has_flops = "flops" in rows and np.isfinite(rows["flops"].astype(float)).any()
+        if args.compute is not None and not has_flops:
+            raise ValueError(f"{args.runs}: --compute needs the 'flops' column for family {args.family!r}")
+        if has_flops:
+            answer["compute"] = plan_compute(best, compute_model(rows), args.target_loss, args.compute)
     except (OSError, ValueError) as err:
         return _fail(prog, err)
     if args.json:
-        print(json.dumps(public([{"family": args.family, **answer}])[0], indent=1))
+        print(json.dumps(public([{"family": args.family, **answer}])[0], indent=1, default=json_default))
+        return 0
+    x = s.points.x
+    lines = []
+    if args.target_loss is not None:
+        lines.append(describe(answer, args.family, d_range=(x[1].min(), x[1].max()), n_range=(x[0].min(), x[0].max())))
     else:
-        print(describe(answer, args.family, d_max=float(s.points.x[1].max()), n_max=float(s.points.x[0].max())))
+        lines.append(f"{args.family}, {best.form} law (AICc {best.aicc:.2f}):")
+    if "compute" in answer:
+        c = rows["flops"].astype(float)
+        lines += describe_compute(answer["compute"], (float(c.min()), float(c.max())))
+        if args.target_loss is None:
+            lines.append(SEED_NOISE_NOTE)
+    print("\n".join(lines))
     return 0

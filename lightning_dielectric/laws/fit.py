@@ -241,18 +241,22 @@ def _bootstrap(form, points, result, sigma, absolute_sigma, b, seed, reference_t
 def fit_series(all_series, *, forms_1d=None, forms_2d=None, bootstrap: int = 0, seed: int = 0) -> list[dict]:
     """Fit every form to every series (objects with ``family``, ``axis``, ``points``, ``fixed``,
     ``source``); returns ``fits.json`` records with ``delta_aicc`` against the best form of the
-    same family and axis. Bootstrap seeds are derived from ``seed`` and the fit's name, so one
+    same family and axis and ``x_range`` (measured [min, max] per axis). Bootstrap seeds are derived from ``seed`` and the fit's name, so one
     fit's interval does not change when others are added."""
     from .forms import FORMS_1D, FORMS_2D
 
     records = []
     for s in all_series:
         names = (forms_2d or FORMS_2D) if s.axis == "ND" else (forms_1d or FORMS_1D)
+        x = np.asarray(s.points.x, dtype=float)
+        x_range = ({"N": [x[0].min(), x[0].max()], "D": [x[1].min(), x[1].max()]} if s.axis == "ND"
+                   else {s.axis: [x.min(), x.max()]})
         group = []
         for name in names:
             fit_seed = zlib.crc32(f"{s.family}/{s.axis}/{name}".encode()) ^ seed
             result = fit_form(name, s.points, bootstrap=bootstrap, seed=fit_seed)
-            rec = {"family": s.family, "axis": s.axis, **result.record(), "fixed": s.fixed, "source": s.source}
+            rec = {"family": s.family, "axis": s.axis, **result.record(), "fixed": s.fixed, "source": s.source,
+                   "x_range": {k: [float(v) for v in r] for k, r in x_range.items()}}
             rec["_result"] = result
             group.append(rec)
         best = min((r["aicc"] for r in group if r["aicc"] is not None), default=None)

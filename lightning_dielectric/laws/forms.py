@@ -26,6 +26,7 @@ LN10 = np.log(10.0)
 
 FORMS_1D = ("power", "power_floor", "broken", "broken_amp")
 FORMS_2D = ("kaplan", "hoffmann")
+SCALES = frozenset({"x0", "xc", "n_c", "d_c"})  # parameters in units of the axis (structures or parameters)
 
 
 def _softplus_log(u: np.ndarray) -> np.ndarray:

@@ -120,8 +120,10 @@ def plan_with_interval(result, target: float, n: float | None = None, tol: float
     return out
 
 
-def describe(answer: dict, family: str, d_max: float | None = None, n_max: float | None = None) -> str:
-    """The planning answer in plain words."""
+def describe(answer: dict, family: str, d_range: tuple[float, float] | None = None,
+             n_range: tuple[float, float] | None = None) -> str:
+    """The planning answer in plain words, with a warning for every number outside the measured
+    ``d_range`` / ``n_range`` ([min, max] of the fitted grid)."""
     t, form = answer["target"], answer["form"]
     head = f"{family}, {form} law (AICc {answer['aicc']:.2f}), target validation loss {t:g}"
     at_n = f" at N = {answer['n']:,.0f}" if answer["n"] is not None else ""
@@ -155,8 +157,25 @@ def describe(answer: dict, family: str, d_max: float | None = None, n_max: float
                      f"{tol:.0%} of the unlimited-parameter loss at that D.")
         if answer["n"] is not None and answer["n"] > answer["n_sat"]:
             lines.append(f"  N = {answer['n']:,.0f} is already past that point.")
-    if d_max is not None and d > 2 * d_max:
-        lines.append(f"  note: extrapolates {d / d_max:.1f}× beyond the largest measured D ({d_max:,.0f}).")
-    if n_max is not None and answer["n_sat"] is not None and answer["n_sat"] > 2 * n_max:
-        lines.append(f"  note: N_sat extrapolates {answer['n_sat'] / n_max:.1f}× beyond the largest measured N ({n_max:,.0f}).")
-    return "\n".join(lines)
+    lines += range_notes(d_range, {"D": d}, n_range, {"N_sat": answer["n_sat"], "N": answer["n"]})
+    return "\n".join(lines + [SEED_NOISE_NOTE])
+
+
+SEED_NOISE_NOTE = ("  note: the 95 % interval covers seed noise only (bootstrap over seeds); it does not cover the "
+                   "choice of law or the error of extrapolating it.")
+
+
+def range_notes(d_range, d_values: dict, n_range, n_values: dict) -> list[str]:
+    """A warning for every answer outside the measured range of its axis."""
+    out = []
+    for axis, measured, values in (("D", d_range, d_values), ("N", n_range, n_values)):
+        if measured is None:
+            continue
+        lo, hi = measured
+        for name, v in values.items():
+            if v is None or lo <= v <= hi:
+                continue
+            where = f"{v / hi:.1f}× beyond the largest" if v > hi else f"{lo / v:.1f}× below the smallest"
+            out.append(f"  warning: {name} = {v:,.0f} lies outside the measured {axis} range [{lo:,.0f}, {hi:,.0f}] "
+                       f"({where} measured {axis}): an extrapolation of the law.")
+    return out

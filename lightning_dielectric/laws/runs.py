@@ -32,8 +32,12 @@ from .fit import Points
 REQUIRED = ("family", "width", "N", "D", "seed", "val_loss")
 # The runs table, shared with ``sweep export``: ``study`` is "data" (D varies at fixed width),
 # "width" (width varies at fixed D) or "grid"; N is the exact parameter count; losses are validation MAEs.
+# Compute: ``flops`` training FLOPs (3 × forward per structure × structures seen), ``flops_per_structure``
+# forward FLOPs, ``flops_estimated`` True when counted on stand-in structures rather than the run's own,
+# ``device`` and ``device_hours`` (wall time × devices / 3600; NaN where unknown).
 COLUMNS = (
     "study", "family", "width", "N", "D", "seed", "val_loss", "eps_loss", "drude_loss", "epochs", "wall_s", "run_dir",
+    "flops", "flops_per_structure", "flops_estimated", "device", "device_hours",
 )
 STUDIES = ("data", "width", "grid")
 
@@ -124,6 +128,8 @@ def _run_rows(runs, where: str, **fixed) -> list[dict]:
         rows.append({
             **fixed, "N": n_params, "seed": seed, "val_loss": loss,
             **parts, "epochs": np.nan, "wall_s": np.nan, "run_dir": str(run.get("study_dir", "")),
+            "flops": np.nan, "flops_per_structure": np.nan, "flops_estimated": False, "device": "",
+            "device_hours": np.nan,
         })
     return rows
 

@@ -129,7 +129,7 @@ def _plain(msg: str) -> None:
 
 
 def _report(spec: SweepSpec, points, states, log) -> int:
-    from lightning_dielectric.sweep.export import runs_table, write_runs
+    from lightning_dielectric.sweep.export import ensemble_groups, runs_table, write_runs
 
     table = runs_table(points, states)
     if table.empty:
@@ -139,9 +139,21 @@ def _report(spec: SweepSpec, points, states, log) -> int:
     log(f"[sweep] runs table: {parquet} and {csv} ({len(table)} rows)")
     from lightning_dielectric.laws.cli import fit_main
 
+    extra = []
+    groups = ensemble_groups(table)
+    if not groups.empty:
+        from lightning_dielectric.training.ensemble import evaluate_groups
+
+        log(f"[sweep] evaluating {len(groups)} seed ensembles on the test split")
+        ensembles = spec.out / "ensembles.csv"
+        try:
+            evaluate_groups(groups, str(spec.data_root)).to_csv(ensembles, index=False)
+            extra = ["--ensembles", str(ensembles)]
+        except (OSError, ValueError) as err:
+            log(f"[sweep] seed ensembles not evaluated: {err}")
     report = spec.out / "report"
     log(f"[sweep] scaling-law report -> {report}")
-    return int(fit_main([str(parquet), "--out", str(report)]) or 0)
+    return int(fit_main([str(parquet), "--out", str(report), *extra]) or 0)
 
 
 def status_main(argv: list[str]) -> int:
@@ -167,7 +179,8 @@ def status_main(argv: list[str]) -> int:
 
 
 def export_main(argv: list[str]) -> int:
-    p = _parser("export", "Write the runs table (runs.parquet and runs.csv) of a sweep's completed runs.")
+    p = _parser("export", "Write the runs table (runs.parquet and runs.csv) of a sweep's completed runs and "
+                "its seed ensembles (ensemble_groups.csv: the checkpoints of every point's seeds).")
     p.add_argument("--to", type=Path, help="output directory (default: the sweep's run directory)")
     args = p.parse_args(argv)
     try:
@@ -175,9 +188,11 @@ def export_main(argv: list[str]) -> int:
     except SweepSpecError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from lightning_dielectric.sweep.export import runs_table, write_runs
+    from lightning_dielectric.sweep.export import ensemble_groups, runs_table, write_runs
 
     table = runs_table(points, states)
     parquet, csv = write_runs(table, args.to or spec.out)
-    print(f"{len(table)} rows -> {parquet}, {csv}")
+    groups = ensemble_groups(table)
+    groups.to_csv(parquet.parent / "ensemble_groups.csv", index=False)
+    print(f"{len(table)} rows -> {parquet}, {csv}; {len(groups)} seed ensembles -> {parquet.parent / 'ensemble_groups.csv'}")
     return 0

@@ -34,7 +34,8 @@ from lightning_dielectric.sweep.store import SweepStore
 
 Command = Callable[[SweepSpec, GridPoint, Path, "Path | None"], list[str]]
 # result.json keys that become trial user attributes (plus any "test..." metrics).
-RESULT_KEYS = ("val_loss", "eps_loss", "drude_loss", "best_epoch", "epochs_done", "num_parameters")
+RESULT_KEYS = ("val_loss", "eps_loss", "drude_loss", "best_epoch", "epochs_done", "num_parameters",
+               "flops", "flops_per_structure", "device", "device_hours")
 
 
 def fit_command(spec: SweepSpec, point: GridPoint, config: Path, ckpt: Path | None) -> list[str]:

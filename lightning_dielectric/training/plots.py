@@ -37,12 +37,17 @@ def parity_figure(pred: np.ndarray, true: np.ndarray) -> Figure:
     return fig
 
 
-def prediction_figure(energies: np.ndarray, eps: np.ndarray, drude: float, colour_hex: str, title: str) -> Figure:
-    """One predicted ε_inter (2001, 2) with ω_D (eV) and a swatch of the metal's colour."""
+def prediction_figure(energies: np.ndarray, eps: np.ndarray, drude: float, colour_hex: str, title: str,
+                      spread: np.ndarray | None = None) -> Figure:
+    """One predicted ε_inter (2001, 2) with ω_D (eV) and a swatch of the metal's colour; ``spread``
+    (2001, 2): an ensemble's σ per energy, drawn as a ±1σ band."""
     fig = Figure(figsize=(6.0, 3.6), layout="constrained")
     ax = fig.subplots()
-    ax.plot(energies, eps[:, 0], label="Re ε_inter")
-    ax.plot(energies, eps[:, 1], label="Im ε_inter")
+    for k, label in enumerate(("Re ε_inter", "Im ε_inter")):
+        (line,) = ax.plot(energies, eps[:, k], label=label)
+        if spread is not None:
+            ax.fill_between(energies, eps[:, k] - spread[:, k], eps[:, k] + spread[:, k], color=line.get_color(),
+                            alpha=0.3, lw=0, label=f"±1σ ({label.split()[0]})")
     ax.axhline(0, color="k", lw=0.5)
     ax.set(xlabel="ħω (eV)", ylabel="ε_inter", title=f"{title}: ω_D = {drude:.2f} eV, colour {colour_hex}")
     ax.add_patch(Rectangle((0.02, 0.82), 0.1, 0.14, transform=ax.transAxes, facecolor=colour_hex, edgecolor="k"))

@@ -1,4 +1,4 @@
-"""``lightning-dielectric predict --ckpt CKPT STRUCTURE... [--out DIR]``: ε_inter, ω_D and colour of crystals.
+"""``lightning-dielectric predict --ckpt CKPT [CKPT...] STRUCTURE... [--out DIR]``: ε_inter, ω_D and colour of crystals.
 
 Reads each structure (CIF, POSCAR/CONTCAR/*.vasp or anything pymatgen's ``Structure.from_file``
 knows), builds its periodic graph with the cutoffs the checkpoint was trained with, and writes to
@@ -9,6 +9,10 @@ knows), builds its periodic graph with the cutoffs the checkpoint was trained wi
   ``eps_re``/``eps_im`` (2001 values each on the 0–20 eV grid; Re includes the vacuum 1);
 - ``predictions.csv``: the same in long form, one row per structure and energy (``energy_ev``);
 - ``<name>.png``: a plot per structure.
+
+With several checkpoints (an ensemble, e.g. the seeds of one sweep point) the prediction is the
+members' mean, and ``drude_std_ev``, ``eps_re_std``, ``eps_im_std`` (member standard deviation,
+ddof = 1, per energy; see ``ensemble.py``) are added to both tables; the plots show a ±1σ band.
 
 A file that cannot be read, is disordered or holds an element beyond Bi (Z > 83) gets a one-line
 error naming it; the other files are still predicted and the exit status is 1.
@@ -28,7 +32,7 @@ from torch_geometric.data import Batch
 
 from lightning_dielectric.data import build_graph
 from lightning_dielectric.data.schema import ENERGY_GRID, MAX_Z
-from lightning_dielectric.training.module import DielectricModule
+from lightning_dielectric.training.ensemble import load_members, mean_and_spread, predict_members
 from lightning_dielectric.training.optics import srgb_hex
 from lightning_dielectric.training.plots import prediction_figure
 
@@ -79,19 +83,23 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="lightning-dielectric predict", description="Predict ε_inter, ω_D and colour for CIF/POSCAR files."
     )
-    parser.add_argument("--ckpt", required=True, type=Path, help="checkpoint from `lightning fit`")
-    parser.add_argument("structures", nargs="+", type=Path, help="CIF / POSCAR files")
+    parser.add_argument("--ckpt", required=True, type=Path, nargs="+",
+                        help="checkpoint(s) from `lightning fit`; several: ensemble mean and spread (after the "
+                             "first, values not ending in .ckpt count as structures)")
+    parser.add_argument("structures", nargs="*", type=Path, help="CIF / POSCAR files")
     parser.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (default: predictions)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args(argv)
+    args.structures = [p for p in args.ckpt[1:] if p.suffix != ".ckpt"] + args.structures
+    args.ckpt = args.ckpt[:1] + [p for p in args.ckpt[1:] if p.suffix == ".ckpt"]
+    if not args.structures:
+        parser.error("no structure files given")
     try:
-        module = DielectricModule.load_from_checkpoint(args.ckpt, map_location=args.device)
-        settings = graph_settings(args.ckpt)
-    except Exception as err:
-        print(f"error: {args.ckpt}: cannot load checkpoint ({type(err).__name__}: {err})", file=sys.stderr)
+        modules, settings = load_members(args.ckpt, args.device)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
-    module.eval()
 
     ok: list[tuple[Path, str, object]] = []
     failed = 0
@@ -107,27 +115,35 @@ def main(argv: list[str]) -> int:
         ok.append((path, structure.composition.reduced_formula, graph))
 
     rows, eps_all, drude_all = [], [], []
-    with torch.no_grad():
-        for start in range(0, len(ok), args.batch_size):
-            batch = Batch.from_data_list([g for _, _, g in ok[start : start + args.batch_size]]).to(args.device)
-            eps, drude = module(batch)
-            eps_all.append(eps.float().cpu())
-            drude_all.append(drude.float().cpu())
+    for start in range(0, len(ok), args.batch_size):
+        batch = Batch.from_data_list([g for _, _, g in ok[start : start + args.batch_size]]).to(args.device)
+        eps, drude = predict_members(modules, batch)
+        eps_all.append(eps)
+        drude_all.append(drude)
     if ok:
         args.out.mkdir(parents=True, exist_ok=True)
-        eps, drude = torch.cat(eps_all), torch.cat(drude_all)
-        colours = srgb_hex(eps, drude)
+        ensemble = len(modules) > 1
+        eps, eps_std = mean_and_spread(np.concatenate(eps_all, axis=1))
+        drude, drude_std = mean_and_spread(np.concatenate(drude_all, axis=1))
+        colours = srgb_hex(torch.from_numpy(eps).float(), torch.from_numpy(drude).float())
         names = _unique_names([p for p, _, _ in ok])
         for i, ((path, formula, _), name) in enumerate(zip(ok, names)):
-            rows.append({"file": str(path), "formula": formula, "drude_ev": float(drude[i]), "colour_hex": colours[i],
-                         "eps_re": eps[i, :, 0].numpy(), "eps_im": eps[i, :, 1].numpy()})
-            fig = prediction_figure(ENERGY_GRID, eps[i].numpy(), float(drude[i]), colours[i], f"{formula} ({path.name})")
+            row = {"file": str(path), "formula": formula, "drude_ev": float(drude[i]), "colour_hex": colours[i],
+                   "eps_re": eps[i, :, 0], "eps_im": eps[i, :, 1]}
+            if ensemble:
+                row |= {"drude_std_ev": float(drude_std[i]), "eps_re_std": eps_std[i, :, 0], "eps_im_std": eps_std[i, :, 1]}
+            rows.append(row)
+            fig = prediction_figure(ENERGY_GRID, eps[i], float(drude[i]), colours[i], f"{formula} ({path.name})",
+                                    spread=eps_std[i] if ensemble else None)
             fig.savefig(args.out / f"{name}.png", dpi=120)
         table = pd.DataFrame(rows)
         table.to_parquet(args.out / "predictions.parquet", index=False)
-        long = table.drop(columns=["eps_re", "eps_im"]).loc[np.repeat(np.arange(len(table)), len(ENERGY_GRID))]
+        spectra = [c for c in ("eps_re", "eps_im", "eps_re_std", "eps_im_std") if c in table]
+        long = table.drop(columns=spectra).loc[np.repeat(np.arange(len(table)), len(ENERGY_GRID))]
         long["energy_ev"] = np.tile(ENERGY_GRID, len(table))
-        long["eps_re"], long["eps_im"] = eps[..., 0].reshape(-1).numpy(), eps[..., 1].reshape(-1).numpy()
+        for col in spectra:
+            long[col] = np.concatenate(table[col].to_list())
         long.to_csv(args.out / "predictions.csv", index=False, float_format="%.6g")
-        print(f"predicted {len(ok)} structure(s) → {args.out}")
+        members = f" with an ensemble of {len(modules)}" if ensemble else ""
+        print(f"predicted {len(ok)} structure(s){members} → {args.out}")
     return 1 if failed else 0
