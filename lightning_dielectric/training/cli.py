@@ -44,7 +44,12 @@ def default_precision() -> str:
 
 
 class DielectricArgumentParser(LightningArgumentParser):
-    """jsonargparse's parser with one-line errors instead of the full usage text."""
+    """jsonargparse's parser with one-line errors instead of the full usage text, and no silent
+    abbreviations (``--trainer.max_epoch`` is a mistake, not ``--trainer.max_epochs``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str, ex: Exception | None = None):
         if not self.exit_on_error:
@@ -60,7 +65,7 @@ class StageConfig(SaveConfigCallback):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if stage != "fit":
-            self.config_filename = f"{stage}_config.yaml"
+            self.config_filename = f"{getattr(stage, 'value', stage)}_config.yaml"
         super().setup(trainer, pl_module, stage)
 
 
