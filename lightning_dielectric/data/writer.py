@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import __version__
+from ..outputs import make_temp_dir
 from .schema import COLUMNS, E_MAX_EV, E_MIN_EV, N_ENERGIES, SCHEMA, SCHEMA_VERSION, SPLITS
 from .splits import split_by_formula, training_order
 
@@ -63,7 +63,7 @@ def write_dataset(
     if out.exists() and not overwrite:
         raise DatasetExistsError(f"{out}: dataset already exists (pass overwrite to replace it)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = make_temp_dir(out.parent, f".{out.name}.tmp-")
     try:
         meta = _write(tables, tmp, seed, fractions, split_of, provenance or {}, shard_rows, row_group_rows)
         if out.exists():

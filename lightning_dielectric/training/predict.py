@@ -11,7 +11,12 @@ knows), builds its periodic graph with the cutoffs the checkpoint was trained wi
 - ``<name>.png``: a plot per structure.
 
 A file that cannot be read, is disordered or holds an element beyond Bi (Z > 83) gets a one-line
-error naming it; the other files are still predicted and the exit status is 1.
+error naming it and saying what is wrong; the other files are still predicted and the exit status
+is 1. ``DIR`` must be new, empty or an earlier ``predict`` output, which is replaced as a whole.
+
+Checkpoints are read with ``torch.load(weights_only=True)`` (no pickled code runs) and only
+rebuild this package's model classes; a checkpoint from someone else is still an input to trust
+(see docs/training.md).
 """
 
 from __future__ import annotations
@@ -28,16 +33,20 @@ from torch_geometric.data import Batch
 
 from lightning_dielectric.data import build_graph
 from lightning_dielectric.data.schema import ENERGY_GRID, MAX_Z
+from lightning_dielectric.outputs import OutputDirError, check_output_dir, replaced_dir
 from lightning_dielectric.training.module import DielectricModule
 from lightning_dielectric.training.optics import srgb_hex
 from lightning_dielectric.training.plots import prediction_figure
+from lightning_dielectric.training.structure_errors import check_cell, describe_unreadable
+
+OWN_MARKER = "predictions.parquet"  # every earlier output of predict has it
 
 
 def graph_settings(ckpt_path: Path) -> dict[str, float | None]:
     """``cutoff``/``threebody_cutoff`` (Å) of the run: the checkpoint's datamodule hparams, else the
     run's ``config.yaml`` (``<log_dir>/config.yaml`` next to ``checkpoints/``), else the defaults."""
     settings: dict[str, float | None] = {"cutoff": 5.5, "threebody_cutoff": 4.0}
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     data = checkpoint.get("datamodule_hyper_parameters")
     config = ckpt_path.parent.parent / "config.yaml"
     if not data and config.is_file():
@@ -47,6 +56,18 @@ def graph_settings(ckpt_path: Path) -> dict[str, float | None]:
     return settings
 
 
+def load_module(ckpt_path: Path, device: str) -> DielectricModule:
+    """The checkpoint's module, loaded without unpickling code (``weights_only=True``); its model
+    ``class_path`` must be one of ``lightning_dielectric.models`` (a checkpoint's hyperparameters
+    name the class that gets imported and called)."""
+    hparams = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("hyper_parameters") or {}
+    model = hparams.get("model")
+    class_path = model.get("class_path", "") if isinstance(model, dict) else ""
+    if class_path and not class_path.startswith("lightning_dielectric.models."):
+        raise ValueError(f"model class {class_path!r} is not one of lightning_dielectric.models; not importing it")
+    return DielectricModule.load_from_checkpoint(ckpt_path, map_location=device, weights_only=True)
+
+
 def read_structure(path: Path):
     """A pymatgen ``Structure``; ``ValueError`` with a short reason if unusable."""
     from pymatgen.core import Structure
@@ -54,13 +75,22 @@ def read_structure(path: Path):
     try:
         structure = Structure.from_file(str(path))
     except Exception as err:  # pymatgen raises many types for bad files
-        raise ValueError(f"cannot read structure ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+        raise ValueError(describe_unreadable(path, err)) from None
+    check_cell(structure.volume, _min_distance(structure))
     if not structure.is_ordered:
         raise ValueError("disordered structure (partial occupancies) is not supported")
     too_heavy = sorted({site.specie.symbol for site in structure if site.specie.Z > MAX_Z})
     if too_heavy:
         raise ValueError(f"unsupported element(s) {', '.join(too_heavy)} (Z > {MAX_Z})")
     return structure
+
+
+def _min_distance(structure) -> float | None:
+    """Shortest distance between two sites (Å, periodic images included); None for one site."""
+    if len(structure) < 2:
+        return None
+    d = structure.distance_matrix
+    return float(d[~np.eye(len(d), dtype=bool)].min())
 
 
 def _unique_names(paths: list[Path]) -> list[str]:
@@ -81,12 +111,22 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--ckpt", required=True, type=Path, help="checkpoint from `lightning fit`")
     parser.add_argument("structures", nargs="+", type=Path, help="CIF / POSCAR files")
-    parser.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (default: predictions)")
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--out", type=Path, default=Path("predictions"),
+                        help="output folder: new, empty or an earlier predict output, which is replaced "
+                             "(default: predictions)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="structures per forward pass; lower it if memory runs out (default: 32)")
     args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
     try:
-        module = DielectricModule.load_from_checkpoint(args.ckpt, map_location=args.device)
+        check_output_dir(args.out, OWN_MARKER)
+    except OutputDirError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        module = load_module(args.ckpt, args.device)
         settings = graph_settings(args.ckpt)
     except Exception as err:
         print(f"error: {args.ckpt}: cannot load checkpoint ({type(err).__name__}: {err})", file=sys.stderr)
@@ -106,7 +146,7 @@ def main(argv: list[str]) -> int:
         graph.mat_id = str(path)
         ok.append((path, structure.composition.reduced_formula, graph))
 
-    rows, eps_all, drude_all = [], [], []
+    eps_all, drude_all = [], []
     with torch.no_grad():
         for start in range(0, len(ok), args.batch_size):
             batch = Batch.from_data_list([g for _, _, g in ok[start : start + args.batch_size]]).to(args.device)
@@ -114,20 +154,25 @@ def main(argv: list[str]) -> int:
             eps_all.append(eps.float().cpu())
             drude_all.append(drude.float().cpu())
     if ok:
-        args.out.mkdir(parents=True, exist_ok=True)
-        eps, drude = torch.cat(eps_all), torch.cat(drude_all)
-        colours = srgb_hex(eps, drude)
-        names = _unique_names([p for p, _, _ in ok])
-        for i, ((path, formula, _), name) in enumerate(zip(ok, names)):
-            rows.append({"file": str(path), "formula": formula, "drude_ev": float(drude[i]), "colour_hex": colours[i],
-                         "eps_re": eps[i, :, 0].numpy(), "eps_im": eps[i, :, 1].numpy()})
-            fig = prediction_figure(ENERGY_GRID, eps[i].numpy(), float(drude[i]), colours[i], f"{formula} ({path.name})")
-            fig.savefig(args.out / f"{name}.png", dpi=120)
-        table = pd.DataFrame(rows)
-        table.to_parquet(args.out / "predictions.parquet", index=False)
-        long = table.drop(columns=["eps_re", "eps_im"]).loc[np.repeat(np.arange(len(table)), len(ENERGY_GRID))]
-        long["energy_ev"] = np.tile(ENERGY_GRID, len(table))
-        long["eps_re"], long["eps_im"] = eps[..., 0].reshape(-1).numpy(), eps[..., 1].reshape(-1).numpy()
-        long.to_csv(args.out / "predictions.csv", index=False, float_format="%.6g")
+        with replaced_dir(args.out, OWN_MARKER) as tmp:
+            _write(tmp, ok, torch.cat(eps_all), torch.cat(drude_all))
         print(f"predicted {len(ok)} structure(s) → {args.out}")
     return 1 if failed else 0
+
+
+def _write(out: Path, ok: list, eps: torch.Tensor, drude: torch.Tensor) -> None:
+    """Tables and plots of the predicted structures ``ok`` into ``out``."""
+    rows = []
+    colours = srgb_hex(eps, drude)
+    names = _unique_names([p for p, _, _ in ok])
+    for i, ((path, formula, _), name) in enumerate(zip(ok, names)):
+        rows.append({"file": str(path), "formula": formula, "drude_ev": float(drude[i]), "colour_hex": colours[i],
+                     "eps_re": eps[i, :, 0].numpy(), "eps_im": eps[i, :, 1].numpy()})
+        fig = prediction_figure(ENERGY_GRID, eps[i].numpy(), float(drude[i]), colours[i], f"{formula} ({path.name})")
+        fig.savefig(out / f"{name}.png", dpi=120)
+    table = pd.DataFrame(rows)
+    table.to_parquet(out / OWN_MARKER, index=False)
+    long = table.drop(columns=["eps_re", "eps_im"]).loc[np.repeat(np.arange(len(table)), len(ENERGY_GRID))]
+    long["energy_ev"] = np.tile(ENERGY_GRID, len(table))
+    long["eps_re"], long["eps_im"] = eps[..., 0].reshape(-1).numpy(), eps[..., 1].reshape(-1).numpy()
+    long.to_csv(out / "predictions.csv", index=False, float_format="%.6g")
