@@ -339,9 +339,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("source", help="directory of JSON / JSON.gz files, an HDF5 file, or a directory of them")
     parser.add_argument("--out", required=True, help="dataset directory to create (must not exist)")
-    parser.add_argument("--format", choices=FORMATS, help="source format (default: detected)")
+    parser.add_argument("--format", choices=FORMATS, help="source format, one of {%(choices)s} (default: detected)")
     parser.add_argument("--workers", type=int, default=default_workers(), help="parsing processes (default: CPUs)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the formula split and the training order")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the formula split and the training order (default: %(default)s)")
     parser.add_argument("--split-files", help="directory with train.txt, val.txt, test.txt (one mat_id a line)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

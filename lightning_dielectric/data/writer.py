@@ -1,7 +1,7 @@
 """Atomic, memory-bounded writing of a dataset directory.
 
 Layout: ``ROOT/{train,val,test}/part-00000.parquet …`` plus ``ROOT/dataset.json`` holding the
-schema version, energy grid, counts per split, split method and seed, a SHA-256 per shard and
+schema (version and every column's type, unit and meaning), energy grid, counts per split, split method and seed, a SHA-256 per shard and
 the provenance. Everything is written into a temporary sibling directory that is renamed onto
 ROOT only when complete; an existing ROOT is never overwritten unless asked.
 
@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from .. import __version__
 from ..outputs import make_temp_dir
-from .schema import COLUMNS, E_MAX_EV, E_MIN_EV, N_ENERGIES, SCHEMA, SCHEMA_VERSION, SPLITS
+from .schema import COLUMNS, E_MAX_EV, E_MIN_EV, N_ENERGIES, SCHEMA, SCHEMA_VERSION, SPLITS, schema_description
 from .splits import split_by_formula, training_order
 
 SHARD_ROWS = 4096
@@ -158,6 +158,7 @@ def _write(tables, tmp: Path, seed, fractions, split_of, provenance, shard_rows,
 
     meta = {
         "schema_version": SCHEMA_VERSION,
+        "schema": schema_description(),
         "energy_grid_ev": {"start": E_MIN_EV, "stop": E_MAX_EV, "num": N_ENERGIES},
         "counts": counts,
         "dropped_not_in_split_files": int((split < 0).sum()),
