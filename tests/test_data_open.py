@@ -52,7 +52,7 @@ def test_duckdb_and_polars_globs(tiny_dataset):
     duckdb = pytest.importorskip("duckdb")
     pl = pytest.importorskip("polars")
     counts = json.loads((tiny_dataset / "dataset.json").read_text())["counts"]
-    n = duckdb.sql(f"SELECT count(*) FROM read_parquet('{tiny_dataset}/*/part-*.parquet')").fetchone()[0]
+    n = duckdb.sql(f"SELECT count(*) FROM read_parquet('{tiny_dataset}/*/part-*.parquet')").fetchall()[0][0]
     assert n == sum(counts.values())
     assert pl.scan_parquet(f"{tiny_dataset}/train/*.parquet").select(pl.len()).collect().item() == counts["train"]
 
