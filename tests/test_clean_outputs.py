@@ -82,18 +82,36 @@ def test_broken_structure_files_are_explained(ckpt, tmp_path, capsys, name, text
     assert "Error" not in line  # no exception class names
 
 
-def test_checkpoints_load_without_pickled_code(ckpt, copper, tmp_path, capsys):
-    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+def test_checkpoints_load_without_pickled_code(ckpt, copper, tmp_path, capsys, monkeypatch):
+    calls = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("weights_only"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    assert predict_main(["--ckpt", str(ckpt), str(copper), "--out", str(tmp_path / "ok")]) == 0
+    assert calls and all(w is True for w in calls), calls
+
+    checkpoint = real_load(ckpt, map_location="cpu", weights_only=True)
     evil = tmp_path / "evil.ckpt"
     torch.save({**checkpoint, "payload": Path("/")}, evil)  # an arbitrary pickled object
     assert predict_main(["--ckpt", str(evil), str(copper), "--out", str(tmp_path / "o")]) == 2
     assert "weights_only" in capsys.readouterr().err.replace("Weights only", "weights_only")
 
-    checkpoint["hyper_parameters"]["model"]["class_path"] = "subprocess.Popen"
+
+def test_checkpoint_naming_a_foreign_class_is_refused(ckpt, copper, tmp_path, capsys, monkeypatch):
+    sys.path.insert(0, str(Path(__file__).parent))
+    mark = tmp_path / "mark"
+    monkeypatch.setenv("CHECKPOINT_PAYLOAD_MARK", str(mark))
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+    checkpoint["hyper_parameters"]["model"]["class_path"] = "checkpoint_payload.Marker"
     foreign = tmp_path / "foreign.ckpt"
     torch.save(checkpoint, foreign)
     assert predict_main(["--ckpt", str(foreign), str(copper), "--out", str(tmp_path / "o")]) == 2
-    assert "subprocess.Popen" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    assert "checkpoint_payload.Marker" in capsys.readouterr().err
+    assert not mark.exists() and not (tmp_path / "o").exists()
 
 
 def test_laws_fit_out_refuses_foreign_folder_and_leaves_nothing_stale(tmp_path, capsys):

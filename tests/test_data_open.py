@@ -13,7 +13,6 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from lightning_dielectric.data.plots import spectra_figure
 from lightning_dielectric.data.schema import COLUMNS, ENERGY_GRID
 
 UNITS = {"lattice": "Å", "positions": "Å", "drude": "eV", "e_above_hull": "eV/atom", "eps_re": "1", "eps_im": "1"}
@@ -52,12 +51,15 @@ def test_duckdb_and_polars_globs(tiny_dataset):
     duckdb = pytest.importorskip("duckdb")
     pl = pytest.importorskip("polars")
     counts = json.loads((tiny_dataset / "dataset.json").read_text())["counts"]
-    n = duckdb.sql(f"SELECT count(*) FROM read_parquet('{tiny_dataset}/*/part-*.parquet')").fetchall()[0][0]
+    n = duckdb.sql(f"SELECT count(*) FROM '{tiny_dataset}/*/part-*.parquet'").fetchall()[0][0]
     assert n == sum(counts.values())
+    assert pl.scan_parquet(f"{tiny_dataset}/*/part-*.parquet").select(pl.len()).collect().item() == n
     assert pl.scan_parquet(f"{tiny_dataset}/train/*.parquet").select(pl.len()).collect().item() == counts["train"]
 
 
 def test_spectra_figure_has_a_readable_2_to_20_ev_panel():
+    from lightning_dielectric.data.plots import spectra_figure
+
     e = ENERGY_GRID
     spike = 500.0 * np.exp(-e / 0.1) + 3.0 * np.exp(-((e - 8.0) ** 2))  # metal-like: huge near 0 eV
     spectra = {"energy_ev": e, "eps_re_mean": 1 + spike, "eps_re_std": 0.1 * spike + 0.2,

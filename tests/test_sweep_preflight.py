@@ -14,7 +14,7 @@ from lightning_dielectric.cli import main as cli_main
 from lightning_dielectric.sweep.driver import Driver
 from lightning_dielectric.sweep.grid import expand
 from lightning_dielectric.sweep.spec import load_spec
-from lightning_dielectric.sweep.store import SweepStore, redact
+from lightning_dielectric.sweep.store import SweepStore
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -84,6 +84,8 @@ def test_configuration_error_is_not_retried_and_reset_makes_it_pending(tmp_path,
 
 
 def test_password_is_redacted_and_unreachable_storage_is_one_line(tmp_path, capsys):
+    from lightning_dielectric.sweep.store import redact
+
     url = "postgresql+psycopg2://alice:S3cretPw@127.0.0.1:9/sweeps"
     assert "S3cretPw" not in redact(url) and "alice" in redact(url) and "127.0.0.1" in redact(url)
     sweep = write_sweep(tmp_path, design="width")

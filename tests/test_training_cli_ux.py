@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from lightning_dielectric.training.cli import main as lightning_main
-from lightning_dielectric.training.config_errors import closest_keys, explain
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = REPO / "configs" / "quick" / "optimetal2b_cgc.yaml"
@@ -51,6 +50,8 @@ def test_train_size_zero_must_be_positive(tiny_dataset, tmp_path, capsys):
 
 
 def test_explain_reads_config_file_messages():
+    from lightning_dielectric.training.config_errors import closest_keys, explain
+
     keys = ["data.batch_size", "model.lr", "model.model"]
     err = explain("Group 'data' does not accept option 'batchsize'", keys)
     assert err.key == "data.batchsize" and err.close[0] == "data.batch_size"
