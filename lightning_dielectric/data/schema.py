@@ -36,14 +36,16 @@ FIELDS: dict[str, tuple[pa.DataType, bool, str, str]] = {
     "mat_id": (pa.string(), False, "", "material identifier (Materials Project id; tb-NNNNNN for synthetic data)"),
     "formula": (pa.string(), False, "", "reduced chemical formula"),
     "e_above_hull": (pa.float32(), True, "eV/atom", "energy above the convex hull (null for synthetic data)"),
-    "lattice": (pa.list_(pa.float32(), 9), False, "Å", "lattice vectors a1, a2, a3 as the rows of a 3x3 matrix, row-major"),
+    "lattice": (pa.list_(pa.float32(), 9), False, "Å",
+                "lattice vectors a1, a2, a3 as the rows of a 3x3 matrix, row-major"),
     "atomic_numbers": (pa.list_(pa.uint8()), False, "", f"atomic number Z of each site (1 <= Z <= {MAX_Z})"),
     "positions": (pa.list_(pa.list_(pa.float32(), 3)), False, "Å", "Cartesian [x, y, z] of each site"),
     "eps_re": (pa.list_(pa.float32(), N_ENERGIES), False, "1",
                f"Re of the interband dielectric function Tr ε_inter(ω)/3 on {GRID_TEXT}, vacuum 1 included"),
     "eps_im": (pa.list_(pa.float32(), N_ENERGIES), False, "1",
                f"Im of the interband dielectric function Tr ε_inter(ω)/3 on {GRID_TEXT}, >= 0"),
-    "drude": (pa.float32(), False, "eV", "Drude plasma frequency ω_D, RMS over x, y, z: sqrt((ω_x² + ω_y² + ω_z²)/3)"),
+    "drude": (pa.float32(), False, "eV",
+              "Drude plasma frequency ω_D, RMS over x, y, z: sqrt((ω_x² + ω_y² + ω_z²)/3)"),
 }
 SCHEMA = pa.schema(
     [pa.field(name, dtype, nullable=nullable, metadata={"unit": unit, "description": meaning})

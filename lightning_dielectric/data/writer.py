@@ -1,8 +1,8 @@
 """Atomic, memory-bounded writing of a dataset directory.
 
 Layout: ``ROOT/{train,val,test}/part-00000.parquet …`` plus ``ROOT/dataset.json`` holding the
-schema (version and every column's type, unit and meaning), energy grid, counts per split, split method and seed, a SHA-256 per shard and
-the provenance. Everything is written into a temporary sibling directory that is renamed onto
+schema (version and every column's type, unit and meaning), energy grid, counts per split, split
+method and seed, a SHA-256 per shard and the provenance. Everything is written into a temporary sibling directory that is renamed onto
 ROOT only when complete; an existing ROOT is never overwritten unless asked.
 
 Writing is two-pass so that memory does not grow with the dataset: incoming tables are first

@@ -86,7 +86,8 @@ def finished_dataset(out: Path, params: dict) -> dict | None:
         meta = json.loads((out / "dataset.json").read_text())
         provenance = meta["provenance"]
     except (OSError, ValueError, KeyError, TypeError):
-        raise DatasetExistsError(f"{out}: exists and is not a finished synthetic dataset; choose another --out") from None
+        raise DatasetExistsError(f"{out}: exists and is not a finished synthetic dataset; "
+                                 "choose another --out") from None
     if {k: provenance.get(k) for k in params} != json.loads(json.dumps(params)):
         raise DatasetExistsError(f"{out}: dataset already exists, generated with other arguments "
                                  f"(n={provenance.get('n')}, seed={provenance.get('seed')}); choose another --out")

@@ -57,7 +57,8 @@ def _poscar_problem(text: str) -> str:
         n = sum(int(x) for x in lines[counts_line])
     except (IndexError, ValueError):
         return f"no atom counts on line {counts_line + 1}"
-    start = counts_line + 2 + (1 if len(lines) > counts_line + 1 and lines[counts_line + 1][:1] in (["Selective"], ["selective"]) else 0)
+    mode_line = lines[counts_line + 1] if len(lines) > counts_line + 1 else []
+    start = counts_line + 2 + (1 if mode_line[:1] and mode_line[0].lower().startswith("s") else 0)  # Selective dynamics
     positions = [row for row in lines[start:start + n] if len(row) >= 3]
     if len(positions) < n:
         return f"{n} atoms declared but {len(positions)} positions given"
