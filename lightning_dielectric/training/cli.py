@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from jsonargparse import lazy_instance
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -191,8 +190,6 @@ def config_error(parser: LightningArgumentParser, configs: list[str]) -> ConfigE
         parser.parse_args(args)
     except ArgumentError as err:
         return explain(str(err), (a.dest for a in parser._actions))
-    except yaml.YAMLError as err:
-        return ConfigError(None, text=f"not valid YAML ({str(err).splitlines()[0]})")
     return None
 
 
