@@ -12,8 +12,10 @@
 # A node that dies without a signal is noticed after `grace_period` seconds without heartbeat.
 #
 # Storage (set STORAGE before sbatch, or edit the default):
-#   PostgreSQL: STORAGE=postgresql+psycopg2://USER:PASSWORD@DBHOST:5432/DBNAME
-#               (pip install -e ".[postgres]"; one database for any number of workers)
+#   PostgreSQL: STORAGE=postgresql+psycopg2://USER@DBHOST:5432/DBNAME
+#               (pip install -e ".[postgres]"; one database for any number of workers); the
+#               password goes in ~/.pgpass (DBHOST:5432:DBNAME:USER:PASSWORD, mode 0600), which
+#               every node reads, not in the URL or the job script (docs/sweeps.md)
 #   Journal:    STORAGE=journal:/shared/fs/runs/paper/optuna.journal
 #               (a file on a shared filesystem; no server; fine for tens of workers)
 # Run directories, checkpoints and TensorBoard logs go to the sweep's `out` (shared FS), and

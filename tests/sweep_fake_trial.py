@@ -4,7 +4,7 @@
 ``SWEEP_FAKE_EPOCH_S`` seconds each, writing ``checkpoints/last.ckpt`` (the next epoch, JSON) and
 ``result.json`` like the RunResult callback, and appends "start EPOCH" to ``attempts.log``. Its loss is
 a deterministic function of width and train size. ``SWEEP_FAKE_FAIL=<substring of run dir>`` makes it
-exit 1; ``SWEEP_FAKE_STOP=<substring of run dir>`` makes a fresh attempt stop cleanly (exit 0) after
+exit 1 (or ``SWEEP_FAKE_FAIL_STATUS``); ``SWEEP_FAKE_STOP=<substring of run dir>`` makes a fresh attempt stop cleanly (exit 0) after
 one epoch with ``finished: false``.
 """
 
@@ -26,7 +26,7 @@ start = json.loads(ckpt.read_text())["epoch"] if ckpt else 0
 with open(run_dir / "attempts.log", "a") as f:
     f.write(f"start {start} pid {os.getpid()} threads {os.environ.get('OMP_NUM_THREADS')}\n")
 if os.environ.get("SWEEP_FAKE_FAIL") and os.environ["SWEEP_FAKE_FAIL"] in str(run_dir):
-    sys.exit(1)
+    sys.exit(int(os.environ.get("SWEEP_FAKE_FAIL_STATUS", "1")))
 (run_dir / "checkpoints").mkdir(exist_ok=True)
 for epoch in range(start, epochs):
     time.sleep(float(os.environ.get("SWEEP_FAKE_EPOCH_S", "0.05")))

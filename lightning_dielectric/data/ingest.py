@@ -359,12 +359,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("source", help="directory of JSON / JSON.gz files, an HDF5 file, or a directory of them")
     parser.add_argument("--out", required=True, help="dataset directory to create (must not exist)")
-    parser.add_argument("--format", choices=FORMATS, help="source format (default: detected)")
+    parser.add_argument("--format", choices=FORMATS, help="source format, one of {%(choices)s} (default: detected)")
     parser.add_argument("--workers", type=int, default=default_workers(), help="parsing processes (default: CPUs)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the training order (and of the balanced split)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the training order (and of the balanced split) (default: %(default)s)")
     parser.add_argument("--split-method", choices=SPLIT_METHODS, default="paper",
                         help="formula split when neither split files nor the source give one: paper (the paper's "
-                        "algorithm, default) or balanced (cut by material counts)")
+                        "algorithm) or balanced (cut by material counts) (default: %(default)s; {%(choices)s})")
     parser.add_argument("--split-seed", type=int, help="seed of the formula split (default: 42 for paper, --seed "
                         "for balanced)")
     parser.add_argument("--split-files", help="directory with train.txt, val.txt, test.txt (one mat_id a line) and "

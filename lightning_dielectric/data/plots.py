@@ -1,5 +1,7 @@
 """PNG figures of ``info.dataset_stats``: element frequency on the periodic table, atoms per cell,
-Drude frequencies and the mean ± standard deviation of the spectra, per split."""
+Drude frequencies and the mean ± standard deviation of the spectra, per split. The spectra figure
+has a second row from ZOOM_EV on, scaled to that range: near 0 eV the interband ε of metals is
+often an order of magnitude larger and would flatten the rest of the spectrum."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 SPLIT_COLOURS = {"train": "tab:blue", "val": "tab:orange", "test": "tab:green"}
+ZOOM_EV = (2.0, 20.0)
 
 
 def write_plots(stats: dict, directory: str | Path) -> list[Path]:
@@ -42,11 +45,12 @@ def _element_heatmap(elements: dict[str, int], path: Path, subset: str) -> Path:
     return path
 
 
-def _figure(ncols: int = 1):
+def _figure(ncols: int = 1, nrows: int = 1):
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(5.5 * ncols, 4.0), layout="constrained")
-    return fig, fig.subplots(1, ncols, squeeze=False)[0]
+    fig = Figure(figsize=(5.5 * ncols, 4.0 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, axes[0] if nrows == 1 else axes.reshape(-1)
 
 
 def _atoms_per_cell(splits: dict, path: Path, subset: str) -> Path:
@@ -80,18 +84,33 @@ def _drude(splits: dict, path: Path, subset: str) -> Path:
 
 
 def _spectra(splits: dict, path: Path, subset: str) -> Path:
-    fig, axes = _figure(2)
-    for ax, part, label in zip(axes, ("re", "im"), ("Re ε_inter", "Im ε_inter")):
-        for name, s in splits.items():
-            if not s["materials"]:
-                continue
-            sp = s["spectra"]
-            e = np.asarray(sp["energy_ev"])
-            mean, std = np.asarray(sp[f"eps_{part}_mean"]), np.asarray(sp[f"eps_{part}_std"])
-            colour = SPLIT_COLOURS.get(name)
-            ax.plot(e, mean, color=colour, lw=1.2, label=f"{name} mean")
-            ax.fill_between(e, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
-        ax.set(xlabel="energy / eV", ylabel=f"{label} (Tr/3)", title=f"{label}: mean ± std{subset}")
-        ax.legend()
-    fig.savefig(path, dpi=120)
+    spectra_figure(splits, subset).savefig(path, dpi=120)
     return path
+
+
+def spectra_figure(splits: dict, subset: str = ""):
+    """Mean ± std of Re and Im ε_inter per split: 0-20 eV (top) and ZOOM_EV scaled to its own range
+    (bottom)."""
+    fig, axes = _figure(2, 2)
+    for row, zoom in enumerate((None, ZOOM_EV)):
+        for ax, part, label in zip(axes[2 * row : 2 * row + 2], ("re", "im"), ("Re ε_inter", "Im ε_inter")):
+            low, high = np.inf, -np.inf
+            for name, s in splits.items():
+                if not s["materials"]:
+                    continue
+                sp = s["spectra"]
+                e = np.asarray(sp["energy_ev"])
+                mean, std = np.asarray(sp[f"eps_{part}_mean"]), np.asarray(sp[f"eps_{part}_std"])
+                colour = SPLIT_COLOURS.get(name)
+                ax.plot(e, mean, color=colour, lw=1.2, label=f"{name} mean")
+                ax.fill_between(e, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
+                if zoom:
+                    inside = (e >= zoom[0]) & (e <= zoom[1])
+                    low, high = min(low, (mean - std)[inside].min()), max(high, (mean + std)[inside].max())
+            title = f"{label}: mean ± std{subset}" if zoom is None else f"{label}, {zoom[0]:g}-{zoom[1]:g} eV"
+            ax.set(xlabel="energy / eV", ylabel=f"{label} (Tr/3)", title=title)
+            if zoom and np.isfinite(low):
+                pad = 0.05 * (high - low or 1.0)
+                ax.set(xlim=zoom, ylim=(low - pad, high + pad))
+            ax.legend()
+    return fig

@@ -11,6 +11,10 @@ Units and conventions (shared by ingest, the synthetic generator and the DataMod
 - ``drude``: float32, the Drude plasma frequency in eV as the RMS over the three Cartesian
   components, sqrt((ω_D,x² + ω_D,y² + ω_D,z²)/3).
 - ``e_above_hull``: float32 eV/atom, nullable (null for synthetic data).
+
+The same units and meanings travel with the files: every Parquet field carries ``unit`` and
+``description`` metadata (``pq.read_schema(path).field("drude").metadata``), and ``dataset.json``
+holds the full schema (:func:`schema_description`).
 """
 
 from __future__ import annotations
@@ -26,21 +30,36 @@ ENERGY_GRID = np.linspace(E_MIN_EV, E_MAX_EV, N_ENERGIES)  # eV, step 0.01 eV
 MAX_Z = 83  # Bi
 SPLITS = ("train", "val", "test")
 
+GRID_TEXT = f"{E_MIN_EV:g}-{E_MAX_EV:g} eV in 0.01 eV steps ({N_ENERGIES} points)"
+# name -> (type, nullable, unit, meaning)
+FIELDS: dict[str, tuple[pa.DataType, bool, str, str]] = {
+    "mat_id": (pa.string(), False, "", "material identifier (Materials Project id; tb-NNNNNN for synthetic data)"),
+    "formula": (pa.string(), False, "", "reduced chemical formula"),
+    "e_above_hull": (pa.float32(), True, "eV/atom", "energy above the convex hull (null for synthetic data)"),
+    "lattice": (pa.list_(pa.float32(), 9), False, "Å",
+                "lattice vectors a1, a2, a3 as the rows of a 3x3 matrix, row-major"),
+    "atomic_numbers": (pa.list_(pa.uint8()), False, "", f"atomic number Z of each site (1 <= Z <= {MAX_Z})"),
+    "positions": (pa.list_(pa.list_(pa.float32(), 3)), False, "Å", "Cartesian [x, y, z] of each site"),
+    "eps_re": (pa.list_(pa.float32(), N_ENERGIES), False, "1",
+               f"Re of the interband dielectric function Tr ε_inter(ω)/3 on {GRID_TEXT}, vacuum 1 included"),
+    "eps_im": (pa.list_(pa.float32(), N_ENERGIES), False, "1",
+               f"Im of the interband dielectric function Tr ε_inter(ω)/3 on {GRID_TEXT}, >= 0"),
+    "drude": (pa.float32(), False, "eV",
+              "Drude plasma frequency ω_D, RMS over x, y, z: sqrt((ω_x² + ω_y² + ω_z²)/3)"),
+}
 SCHEMA = pa.schema(
-    [
-        pa.field("mat_id", pa.string(), nullable=False),
-        pa.field("formula", pa.string(), nullable=False),
-        pa.field("e_above_hull", pa.float32(), nullable=True),
-        pa.field("lattice", pa.list_(pa.float32(), 9), nullable=False),
-        pa.field("atomic_numbers", pa.list_(pa.uint8()), nullable=False),
-        pa.field("positions", pa.list_(pa.list_(pa.float32(), 3)), nullable=False),
-        pa.field("eps_re", pa.list_(pa.float32(), N_ENERGIES), nullable=False),
-        pa.field("eps_im", pa.list_(pa.float32(), N_ENERGIES), nullable=False),
-        pa.field("drude", pa.float32(), nullable=False),
-    ]
+    [pa.field(name, dtype, nullable=nullable, metadata={"unit": unit, "description": meaning})
+     for name, (dtype, nullable, unit, meaning) in FIELDS.items()],
+    metadata={"lightning_dielectric.schema_version": str(SCHEMA_VERSION), "energy_grid": GRID_TEXT},
 )
 COLUMNS = tuple(SCHEMA.names)
 STRUCTURE_COLUMNS = ("mat_id", "lattice", "atomic_numbers", "positions")
+
+
+def schema_description() -> list[dict[str, str]]:
+    """The columns as dataset.json lists them: name, Arrow type, nullable, unit, description."""
+    return [{"name": name, "type": str(dtype), "nullable": nullable, "unit": unit, "description": meaning}
+            for name, (dtype, nullable, unit, meaning) in FIELDS.items()]
 
 
 def records_to_table(records: list[dict]) -> pa.Table:

@@ -1,11 +1,11 @@
 """Atomic, memory-bounded writing of a dataset directory.
 
 Layout: ``ROOT/{train,val,test}/part-00000.parquet …`` plus ``ROOT/dataset.json`` holding the
-schema version, energy grid, counts per split, split method and seed, the training-order seed, a
-SHA-256 per shard, the stored training subsets and the provenance; published training subsets
-go to ``ROOT/subsets/train_<D>.txt`` (one mat_id a line). Everything is written into a temporary
-sibling directory that is renamed onto ROOT only when complete; an existing ROOT is never
-overwritten unless asked.
+schema (version and every column's type, unit and meaning), energy grid, counts per split, split
+method and seed, the training-order seed, a SHA-256 per shard, the stored training subsets and the
+provenance; published training subsets go to ``ROOT/subsets/train_<D>.txt`` (one mat_id a line).
+Everything is written into a temporary sibling directory that is renamed onto ROOT only when
+complete; an existing ROOT is never overwritten unless asked.
 
 Writing is two-pass so that memory does not grow with the dataset: incoming tables are first
 staged to disk while only (mat_id, formula, split) are kept in memory; then splits and the
@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,7 +28,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import __version__
-from .schema import COLUMNS, E_MAX_EV, E_MIN_EV, N_ENERGIES, SCHEMA, SCHEMA_VERSION, SPLITS
+from ..outputs import make_temp_dir
+from .schema import COLUMNS, E_MAX_EV, E_MIN_EV, N_ENERGIES, SCHEMA, SCHEMA_VERSION, SPLITS, schema_description
 from .splits import PAPER_SPLIT_SEED, SPLIT_METHODS, split_by_formula, split_like_paper, training_order
 
 SHARD_ROWS = 4096
@@ -78,7 +78,7 @@ def write_dataset(
     if out.exists() and not overwrite:
         raise DatasetExistsError(f"{out}: dataset already exists (pass overwrite to replace it)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = make_temp_dir(out.parent, f".{out.name}.tmp-")
     try:
         meta = _write(tables, tmp, seed, split_rule, split_of, subsets or {}, provenance or {}, shard_rows,
                       row_group_rows)
@@ -178,6 +178,7 @@ def _write(tables, tmp: Path, seed, split_rule, split_of, subsets, provenance, s
 
     meta = {
         "schema_version": SCHEMA_VERSION,
+        "schema": schema_description(),
         "energy_grid_ev": {"start": E_MIN_EV, "stop": E_MAX_EV, "num": N_ENERGIES},
         "counts": counts,
         "dropped_not_in_split_files": int((split < 0).sum()),

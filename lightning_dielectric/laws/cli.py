@@ -7,7 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+from ..outputs import OutputDirError, check_output_dir, replaced_dir
 from .forms import FORMS_1D, FORMS_2D
+
+REPORT_MARKER = "fits.json"  # every earlier output of laws fit has it
 
 
 def _fail(prog: str, err: Exception) -> int:
@@ -28,11 +31,15 @@ def fit_main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog=prog, description="Fit 1D and 2D scaling laws to a runs table and write "
                                  "fits.json, report.md, LaTeX tables, plots and TensorBoard logs.")
     ap.add_argument("runs", help="runs table (.parquet or .csv) as 'sweep export' or 'laws import-optimetal' write it")
-    ap.add_argument("--out", required=True, help="output directory")
-    ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates over seeds (0: none)")
-    ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    ap.add_argument("--forms-1d", nargs="+", choices=FORMS_1D, default=list(FORMS_1D))
-    ap.add_argument("--forms-2d", nargs="+", choices=FORMS_2D, default=list(FORMS_2D))
+    ap.add_argument("--out", required=True, help="output directory: new, empty or an earlier 'laws fit' output, "
+                                                 "which is replaced as a whole")
+    ap.add_argument("--bootstrap", type=int, default=200,
+                    help="bootstrap replicates over seeds for the intervals (0: none; default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
+    ap.add_argument("--forms-1d", nargs="+", choices=FORMS_1D, default=list(FORMS_1D), metavar="FORM",
+                    help="laws fitted over D and over N, from {%(choices)s} (default: all)")
+    ap.add_argument("--forms-2d", nargs="+", choices=FORMS_2D, default=list(FORMS_2D), metavar="FORM",
+                    help="laws fitted over the (N, D) grid, from {%(choices)s} (default: all)")
     ap.add_argument("--no-tensorboard", action="store_true", help="skip the TensorBoard event file")
     ap.add_argument("--holdout", type=int, default=1, metavar="K",
                     help="extrapolation check: refit every 1D form without the K largest points of its axis (0: off)")
@@ -43,10 +50,11 @@ def fit_main(argv: list[str]) -> int:
     if args.holdout < 0:
         return _fail(prog, ValueError(f"--holdout must be ≥ 0, got {args.holdout}"))
     try:
+        check_output_dir(Path(args.out), REPORT_MARKER)
         df = read_runs(args.runs)
         all_series, notes = series(df)
         ensembles = read_ensembles(args.ensembles) if args.ensembles else None
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, OutputDirError) as err:
         return _fail(prog, err)
     if not all_series:
         return _fail(prog, ValueError(f"{args.runs}: no family has ≥ 2 distinct D or N values to fit"))
@@ -55,10 +63,11 @@ def fit_main(argv: list[str]) -> int:
     holdout = holdout_fits(all_series, args.holdout, args.forms_1d) if args.holdout else None
     robust = robust_fits(records, all_series) if args.huber else None
     out = Path(args.out)
-    write_report(out, records, all_series, source=str(args.runs), n_runs=len(df), notes=notes,
-                 tensorboard=not args.no_tensorboard, runs=df, holdout=holdout, holdout_k=args.holdout,
-                 frontiers=family_frontiers(df, records, args.bootstrap, args.seed), robust=robust,
-                 ensembles=ensembles)
+    with replaced_dir(out, REPORT_MARKER) as tmp:
+        write_report(tmp, records, all_series, source=str(args.runs), n_runs=len(df), notes=notes,
+                     tensorboard=not args.no_tensorboard, runs=df, holdout=holdout, holdout_k=args.holdout,
+                     frontiers=family_frontiers(df, records, args.bootstrap, args.seed), robust=robust,
+                     ensembles=ensembles)
     failed = sum(r["status"] != "ok" for r in records)
     print(f"{len(records)} fits ({failed} failed) over {len(all_series)} series → {out / 'report.md'}")
     return 0
@@ -73,10 +82,12 @@ def import_main(argv: list[str]) -> int:
                                  "(scaling_results.json, scaling_grid_results.json) to a runs table.")
     ap.add_argument("files", nargs="+", help="the paper's JSON file(s)")
     ap.add_argument("--out", required=True, help="runs table to write (.parquet or .csv)")
-    ap.add_argument("--data-width", type=int, default=256, help="width of the data line's models")
-    ap.add_argument("--width-d", type=int, default=20000, help="training-set size of the width line")
+    ap.add_argument("--data-width", type=int, default=256,
+                    help="hidden width of the data line's models (default: %(default)s, the paper's)")
+    ap.add_argument("--width-d", type=int, default=20000,
+                    help="training-set size D of the width line (default: %(default)s, the paper's)")
     ap.add_argument("--epochs", type=int, default=PAPER_EPOCHS,
-                    help=f"training epochs of the paper's runs, for the estimated FLOPs (default {PAPER_EPOCHS})")
+                    help="training epochs of the paper's runs, for the estimated FLOPs (default: %(default)s)")
     ap.add_argument("--no-flops", action="store_true", help="leave the FLOP columns empty")
     args = ap.parse_args(argv)
     try:
@@ -105,14 +116,22 @@ def plan_main(argv: list[str]) -> int:
                                  "training structures (and, with FLOPs in the runs table, the least compute) needed "
                                  "for a target validation loss, and the least loss for a compute budget.")
     ap.add_argument("runs", help="runs table (.parquet or .csv) with a (N, D) grid for the family")
-    ap.add_argument("--family", required=True)
-    ap.add_argument("--target-loss", type=float, help="target validation loss")
-    ap.add_argument("--compute", type=float, help="compute budget in training FLOPs: the least loss reachable")
-    ap.add_argument("--n", type=float, default=None, help="parameter count of the planned model")
-    ap.add_argument("--form", choices=("auto",) + FORMS_2D, default="auto", help="2D law (auto: lowest AICc)")
-    ap.add_argument("--tol", type=float, default=0.01, help="'more parameters stop paying' tolerance (relative loss)")
-    ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates for the interval")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--family", required=True,
+                    help="model family as in the runs table's 'family' column, e.g. 2b-cgc, 2b-tc, 3b, magpie")
+    ap.add_argument("--target-loss", type=float,
+                    help="target validation loss (the runs table's val_loss units)")
+    ap.add_argument("--compute", type=float,
+                    help="compute budget in training FLOPs: the least loss reachable with it")
+    ap.add_argument("--n", type=float, default=None,
+                    help="parameter count N of the planned model (default: the N beyond which more parameters "
+                         "stop paying, see --tol)")
+    ap.add_argument("--form", choices=("auto",) + FORMS_2D, default="auto",
+                    help="2D law, one of {%(choices)s} (default: auto, the lowest AICc)")
+    ap.add_argument("--tol", type=float, default=0.01,
+                    help="relative loss gain below which more parameters 'stop paying' (default: %(default)s)")
+    ap.add_argument("--bootstrap", type=int, default=200,
+                    help="bootstrap replicates for the interval (0: none; default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
     ap.add_argument("--json", action="store_true", help="print the answer as JSON")
     args = ap.parse_args(argv)
     if args.target_loss is None and args.compute is None:

@@ -1,4 +1,8 @@
-"""``lightning-dielectric sweep run | status | export``."""
+"""``lightning-dielectric sweep run | status | export | reset``.
+
+Exit status: 0 success, 1 some points failed (run) or nothing to export, 2 a bad sweep file,
+trial config or storage (one line naming the file and key, or the storage's host).
+"""
 
 from __future__ import annotations
 
@@ -10,14 +14,19 @@ from pathlib import Path
 
 from lightning_dielectric.sweep.spec import SweepSpec, SweepSpecError, load_spec
 
-
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"lightning-dielectric sweep {prog}", description=description)
     p.add_argument("sweep", type=Path, help="sweep file (YAML), e.g. sweeps/quick.yaml")
     p.add_argument("--storage", help="Optuna storage: SQLAlchemy URL or journal:PATH (default: the file's, "
-                                     "else sqlite:///OUT/optuna.db)")
+                                     "else sqlite:///OUT/optuna.db); leave the password out of the URL and "
+                                     "put it in PGPASSWORD or ~/.pgpass (docs/sweeps.md)")
     p.add_argument("--out", type=Path, help="sweep run directory (default: the file's 'out')")
     return p
+
+
+def _error(err: object) -> int:
+    print(f"error: {err}", file=sys.stderr)
+    return 2
 
 
 def _load(args: argparse.Namespace) -> SweepSpec:
@@ -28,13 +37,21 @@ def _load(args: argparse.Namespace) -> SweepSpec:
     return spec.replace(**changes)
 
 
-def _sweep_states(args: argparse.Namespace):
-    """(spec, grid points, their states in the storage) of the sweep named on the command line."""
+def _sweep_states(args: argparse.Namespace, check: bool = False):
+    """(spec, grid points, their states in the storage) of the sweep named on the command line;
+    ``check``: first parse the trial configs (:mod:`preflight`). A storage file that does not
+    exist yet is not created: every point is pending."""
     from lightning_dielectric.sweep.grid import expand
-    from lightning_dielectric.sweep.store import SweepStore
+    from lightning_dielectric.sweep.store import PointState, SweepStore, storage_exists
 
     spec = _load(args)
     points = expand(spec)
+    if check:
+        from lightning_dielectric.sweep.preflight import check_sweep
+
+        check_sweep(spec, points)
+    if not storage_exists(spec.storage_url):
+        return spec, points, {p.key: PointState("pending") for p in points}
     return spec, points, SweepStore.for_spec(spec).states(points)
 
 
@@ -47,34 +64,36 @@ def run_main(argv: list[str]) -> int:
     p.add_argument("--data", type=Path, help="dataset root (default: the file's 'data_root')")
     p.add_argument("--no-report", action="store_true", help="skip export and scaling-law report at the end")
     args = p.parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        p.error("--workers must be at least 1")
+    from lightning_dielectric.sweep.store import StorageError, redact
+
     try:
         spec = _load(args)
     except SweepSpecError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return _error(err)
     if not spec.data_root.exists():
-        print(f"error: {spec.source}: key 'data_root': dataset {str(spec.data_root)!r} does not exist", file=sys.stderr)
-        return 2
-    if args.workers is not None and args.workers < 1:
-        p.error("--workers must be at least 1")
+        return _error(f"{spec.source}: key 'data_root': dataset {str(spec.data_root)!r} does not exist")
     if args.trials_per_device is not None and args.trials_per_device < 1:
         p.error("--trials-per-device must be at least 1")
 
     from rich.console import Console
 
     from lightning_dielectric.sweep.driver import Driver
+    from lightning_dielectric.sweep.preflight import check_sweep
 
     console = Console(stderr=True)
     log = console.log if console.is_terminal else _plain
     try:
         driver = Driver(spec, workers=args.workers, trials_per_device=args.trials_per_device, log=log)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    log(f"[sweep] {spec.study_name}: {len(driver.points)} grid points, {driver.workers} workers x "
-        f"{driver.trials_per_device} trials per device, storage {spec.storage_url}")
+        check_sweep(spec, driver.points)
+        driver.open_store()  # an unreachable storage stops here, in one line
+        log(f"[sweep] {spec.study_name}: {len(driver.points)} grid points, {driver.workers} workers x "
+            f"{driver.trials_per_device} trials per device, storage {redact(spec.storage_url)}")
+        threads = driver.start()
+    except (ValueError, StorageError) as err:
+        return _error(err)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # pre-emption by a scheduler: as Ctrl-C
-    threads = driver.start()
     try:
         _watch(driver, threads, console)
     except KeyboardInterrupt:
@@ -88,7 +107,10 @@ def run_main(argv: list[str]) -> int:
     states = driver.open_store().states(driver.points)
     failed = [k for k, s in states.items() if s.status == "failed"]
     for key in failed:
-        log(f"[sweep] point failed after {spec.max_retries + 1} attempts: {key}")
+        why = "configuration error" if states[key].config_error else f"{spec.max_retries + 1} attempts"
+        log(f"[sweep] point failed ({why}): {key}")
+    if failed:
+        log(f"[sweep] after fixing the cause: lightning-dielectric sweep reset {spec.source} --failed, then run again")
     if not args.no_report:
         rc = _report(spec, driver.points, states, log)
         if rc:
@@ -159,11 +181,12 @@ def _report(spec: SweepSpec, points, states, log) -> int:
 def status_main(argv: list[str]) -> int:
     p = _parser("status", "Done / running / failed / pending grid points per family, design and axis value.")
     args = p.parse_args(argv)
+    from lightning_dielectric.sweep.store import StorageError, redact
+
     try:
-        spec, points, states = _sweep_states(args)
-    except SweepSpecError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        spec, points, states = _sweep_states(args, check=True)
+    except (SweepSpecError, StorageError) as err:
+        return _error(err)
     from collections import Counter
 
     from rich.console import Console
@@ -172,9 +195,40 @@ def status_main(argv: list[str]) -> int:
 
     c = Counter(s.status for s in states.values())
     console = Console()
-    console.print(f"sweep {spec.study_name} ({spec.storage_url}): {len(points)} points: "
+    console.print(f"sweep {spec.study_name} ({redact(spec.storage_url)}): {len(points)} points: "
                   + ", ".join(f"{c[s]} {s}" for s in ("done", "running", "failed", "pending")))
     console.print(counts_table(points, states, per_axis=True))
+    if c["failed"]:
+        console.print(f"{c['failed']} failed point(s): see their train.log; after fixing the cause, "
+                      f"`lightning-dielectric sweep reset {args.sweep} --failed` makes them pending again",
+                      highlight=False, soft_wrap=True)
+    return 0
+
+
+def reset_main(argv: list[str]) -> int:
+    p = _parser("reset", "Make failed grid points pending again (their past failures stop counting), so "
+                         "that the next 'sweep run' trains them; finished points are never touched.")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--failed", action="store_true", help="reset every failed point")
+    which.add_argument("--point", action="append", metavar="KEY",
+                       help="reset this point (as 'sweep status' and the log name it, e.g. 2b-cgc/w32/D4000/s0/e20); "
+                            "repeatable")
+    args = p.parse_args(argv)
+    from lightning_dielectric.sweep.store import StorageError, SweepStore
+
+    try:
+        spec, points, states = _sweep_states(args)
+        keys = [k for k, s in states.items() if s.status == "failed"] if args.failed else args.point
+        unknown = [k for k in keys if k not in states]
+        if unknown:
+            raise SweepSpecError(f"{spec.source}: no grid point {unknown[0]!r} (see 'sweep status')")
+        finished = [k for k in keys if states[k].status == "done"]
+        if finished:
+            raise SweepSpecError(f"{spec.source}: point {finished[0]!r} is done; reset only failed points")
+        n = SweepStore.for_spec(spec).reset(keys) if keys else 0
+    except (SweepSpecError, StorageError) as err:
+        return _error(err)
+    print(f"reset {n} point(s) of {spec.study_name}; 'sweep run {args.sweep}' trains them")
     return 0
 
 
@@ -183,11 +237,12 @@ def export_main(argv: list[str]) -> int:
                 "its seed ensembles (ensemble_groups.csv: the checkpoints of every point's seeds).")
     p.add_argument("--to", type=Path, help="output directory (default: the sweep's run directory)")
     args = p.parse_args(argv)
+    from lightning_dielectric.sweep.store import StorageError
+
     try:
         spec, points, states = _sweep_states(args)
-    except SweepSpecError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (SweepSpecError, StorageError) as err:
+        return _error(err)
     from lightning_dielectric.sweep.export import ensemble_groups, runs_table, write_runs
 
     table = runs_table(points, states)

@@ -5,7 +5,8 @@ Each trial is ``python -m lightning_dielectric fit --config BASE --config RUN_DI
 works and a crash or out-of-memory cannot take the driver down), started through
 :mod:`lightning_dielectric.sweep.child` so that it dies with the driver. Its output goes to
 ``RUN_DIR/train.log``; its value is the best ``val/loss`` from ``RUN_DIR/result.json`` (written
-by the ``RunResult`` callback).
+by the ``RunResult`` callback). A trial that exits with status 2 (``lightning``'s configuration
+error) fails its point at once, without retries.
 
 Devices: the driver runs ``workers`` x ``trials_per_device`` (K) trials at once. With GPUs,
 worker group g gets ``CUDA_VISIBLE_DEVICES`` = its own ``devices`` GPUs, shared by K trial slots
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lightning_dielectric.sweep.grid import GridPoint, expand, trial_config, write_trial_config
+from lightning_dielectric.training.config_errors import CONFIG_ERROR_STATUS
 from lightning_dielectric.sweep.spec import SweepSpec
 from lightning_dielectric.sweep.store import SweepStore
 
@@ -214,6 +216,10 @@ class Driver:
             self.log(f"[sweep] {point.key}: claim lost (declared dead by another worker); stopped")
         elif outcome == "interrupted":
             store.fail(trial_id, "interrupted", attrs)
+        elif proc.returncode == CONFIG_ERROR_STATUS:
+            store.fail(trial_id, "config", {**attrs, "returncode": proc.returncode})
+            self.log(f"[sweep] FAILED {point.key}: configuration error, not retried; log: {run_dir / 'train.log'}\n"
+                     + _tail(run_dir / "train.log", 3))
         elif proc.returncode != 0:
             store.fail(trial_id, "error", {**attrs, "returncode": proc.returncode})
             self.log(f"[sweep] FAILED {point.key} (exit {proc.returncode}); log: {run_dir / 'train.log'}\n"

@@ -10,8 +10,15 @@ One Optuna trial is one attempt at one grid point; the point's identity is the u
 
 - **done** when one of its trials is COMPLETE,
 - **running** when one is RUNNING and alive,
-- **failed** when its trial processes failed more than ``max_retries`` times,
+- **failed** when its trial processes failed more than ``max_retries`` times, or once with a
+  configuration error (reason ``config``: retrying cannot help),
 - **pending** otherwise (never tried, interrupted, or its worker died).
+
+``sweep reset`` makes failed points pending again: it records, per point, the id of its newest
+trial in the study's user attribute ``reset:<point>``; failures up to that trial no longer count.
+
+Passwords: a storage URL is printed only through :func:`redact` (``user:***@host``). Keep the
+password out of the URL altogether with libpq's ``PGPASSWORD`` or ``~/.pgpass`` (docs/sweeps.md).
 
 Claim protocol (why two workers never both train the same point): a worker creates its trial
 directly in state RUNNING — one atomic write — and only then reads the point's other trials. If
@@ -54,6 +61,7 @@ PID = os.getpid()
 PID_START = psutil.Process(PID).create_time()
 # Failure reasons that do not count against a point's max_retries.
 NOT_ERRORS = ("yielded", "stale", "interrupted")
+RESET_ATTR = "reset:"
 
 T = TypeVar("T")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -81,6 +89,31 @@ def _retrying(fn: Callable[..., T], transient: Callable[[Exception], bool]) -> C
     return wrapper
 
 
+class StorageError(RuntimeError):
+    """The storage cannot be opened (host unreachable, bad credentials); the message is one line."""
+
+
+def redact(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (``journal:PATH`` and unparsable URLs unchanged)."""
+    if url.startswith("journal:"):
+        return url
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return url
+
+
+def storage_exists(url: str) -> bool:
+    """False for an SQLite or journal file that does not exist yet (the sweep never ran); True otherwise."""
+    for prefix in ("sqlite:///", "journal:"):
+        if url.startswith(prefix):
+            return Path(url.removeprefix(prefix)).exists()
+    return True
+
+
 def open_storage(url: str) -> BaseStorage:
     """An Optuna storage for ``url`` (SQLAlchemy URL or ``journal:PATH``)."""
     if url.startswith("journal:"):
@@ -93,7 +126,22 @@ def open_storage(url: str) -> BaseStorage:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         return create(url, engine_kwargs={"connect_args": {"timeout": 60}})
-    return create(url, engine_kwargs={"pool_pre_ping": True})
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    try:
+        return create(url, engine_kwargs={"pool_pre_ping": True})
+    except (SQLAlchemyError, ImportError, ValueError) as err:
+        try:
+            parsed = make_url(url)
+            host, password = parsed.host or "localhost", parsed.password
+        except ArgumentError:
+            host, password = "?", None
+        lines = str(getattr(err, "orig", None) or err).strip().splitlines()
+        reason = lines[0] if lines else type(err).__name__
+        if password:
+            reason = reason.replace(str(password), "***")
+        raise StorageError(f"cannot open storage {redact(url)} (host {host}): {reason}") from None
 
 
 @dataclass
@@ -108,9 +156,19 @@ class PointState:
         """The first COMPLETE trial of the point."""
         return next((t for t in self.trials if t.state == TrialState.COMPLETE), None)
 
+    reset_after: int = -1  # trial id up to which failures were reset by ``sweep reset``
+
+    def _counted(self) -> list[FrozenTrial]:
+        return [t for t in self.trials if t._trial_id > self.reset_after]
+
     @property
     def errors(self) -> int:
-        return sum(1 for t in self.trials if _fail_reason(t) == "error")
+        return sum(1 for t in self._counted() if _fail_reason(t) == "error")
+
+    @property
+    def config_error(self) -> bool:
+        """Whether a counted attempt failed with a configuration error (never retried)."""
+        return any(_fail_reason(t) == "config" for t in self._counted())
 
     @property
     def wall_s(self) -> float:
@@ -160,6 +218,9 @@ class SweepStore:
     def states(self, points: list[GridPoint]) -> dict[str, PointState]:
         """Status of every point, from one read of the storage."""
         by_key: dict[str, PointState] = {p.key: PointState("pending") for p in points}
+        resets = retry_locked(self.storage.get_study_user_attrs)(self.study_id)
+        for key, state in by_key.items():
+            state.reset_after = int(resets.get(RESET_ATTR + key, -1))
         for trial in self.trials():
             state = by_key.get(trial.user_attrs.get("point"))
             if state is not None:
@@ -170,9 +231,21 @@ class SweepStore:
                 state.status = "done"
             elif any(t.state == TrialState.RUNNING and not self.is_dead(t, now) for t in state.trials):
                 state.status = "running"
-            elif state.errors > self.max_retries:
+            elif state.errors > self.max_retries or state.config_error:
                 state.status = "failed"
         return by_key
+
+    def reset(self, keys: list[str]) -> int:
+        """Make the points ``keys`` pending again (their past failures stop counting); returns how
+        many had failed trials."""
+        newest: dict[str, int] = {}
+        for trial in self.trials():
+            point = trial.user_attrs.get("point")
+            if point in keys:
+                newest[point] = max(newest.get(point, -1), trial._trial_id)
+        for point, trial_id in newest.items():
+            retry_locked(self.storage.set_study_user_attr)(self.study_id, RESET_ATTR + point, trial_id)
+        return len(newest)
 
     # -- writing ------------------------------------------------------------------------------
     def reap(self) -> list[FrozenTrial]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..data.writer import DatasetExistsError
-from .generate import generate, work_dir
+from .generate import finished_dataset, generate, generation_params, work_dir
 from .optics import OpticsSettings
 
 
@@ -25,6 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k-spacing", type=float, default=OpticsSettings.k_spacing, help="Monkhorst–Pack spacing in Å⁻¹ incl. 2π (default %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    settings = OpticsSettings(k_spacing=args.k_spacing)
+    try:
+        done = finished_dataset(Path(args.out), generation_params(args.n, args.seed, args.chunk_size, settings))
+    except DatasetExistsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if done is not None:
+        print(f"{args.out} is complete: {done['counts']} (n={args.n}, seed={args.seed}); nothing to do")
+        return 0
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -38,11 +48,11 @@ def main(argv: list[str] | None = None) -> int:
                 args.out,
                 workers=args.workers,
                 chunk_size=args.chunk_size,
-                settings=OpticsSettings(k_spacing=args.k_spacing),
+                settings=settings,
                 progress=lambda done, total: bar.update(task, completed=done),
             )
         except (DatasetExistsError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
-    print(f"wrote {args.out}: {meta['counts']} (work dir {work_dir(__import__('pathlib').Path(args.out))} removed)")
+    print(f"wrote {args.out}: {meta['counts']} (work dir {work_dir(Path(args.out))} removed)")
     return 0

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from ..data.schema import records_to_table
 from ..data.writer import DatasetExistsError, write_dataset
+from ..processes import die_with_parent
 from .hamiltonian import build_tb_model
 from .optics import OpticsSettings, optical_response
 from .prototypes import random_structure
@@ -71,6 +72,28 @@ def _chunk(seed: int, start: int, stop: int, settings: OpticsSettings, path: str
     return stop - start
 
 
+def generation_params(n: int, seed: int, chunk_size: int, settings: OpticsSettings) -> dict:
+    """What determines the dataset's content (kept in the work directory and the provenance)."""
+    return {"version": GENERATOR_VERSION, "n": n, "seed": seed, "chunk_size": chunk_size, "settings": asdict(settings)}
+
+
+def finished_dataset(out: Path, params: dict) -> dict | None:
+    """The metadata of ``out`` if it is a finished dataset generated with ``params``; None if
+    ``out`` does not exist. Raises ``DatasetExistsError`` if it exists with other content."""
+    if not out.exists():
+        return None
+    try:
+        meta = json.loads((out / "dataset.json").read_text())
+        provenance = meta["provenance"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise DatasetExistsError(f"{out}: exists and is not a finished synthetic dataset; "
+                                 "choose another --out") from None
+    if {k: provenance.get(k) for k in params} != json.loads(json.dumps(params)):
+        raise DatasetExistsError(f"{out}: dataset already exists, generated with other arguments "
+                                 f"(n={provenance.get('n')}, seed={provenance.get('seed')}); choose another --out")
+    return meta
+
+
 def work_dir(out: Path) -> Path:
     """The chunk directory that belongs to the dataset ``out``."""
     return out.parent / f".{out.name}.work"
@@ -101,7 +124,7 @@ def generate(
         raise DatasetExistsError(f"{out}: dataset already exists (remove it or choose another --out)")
     work = work_dir(out)
     work.mkdir(parents=True, exist_ok=True)
-    params = {"version": GENERATOR_VERSION, "n": n, "seed": seed, "chunk_size": chunk_size, "settings": asdict(settings)}
+    params = generation_params(n, seed, chunk_size, settings)
     manifest = work / "params.json"
     if manifest.exists():
         if json.loads(manifest.read_text()) != params:
@@ -142,13 +165,22 @@ def _run(todo, seed, settings, path, workers, done, n, progress) -> int:
                     progress(done, n)
         return done
     method = "fork" if "fork" in get_all_start_methods() else "spawn"  # fork: no re-import per worker
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method), initializer=limit_blas_threads) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method), initializer=init_worker,
+                               initargs=(os.getpid(),))
+    with pool:
         futures = [pool.submit(_chunk, seed, start, stop, settings, str(path[c])) for c, start, stop in todo]
         for future in as_completed(futures):
             done += future.result()
             if progress:
                 progress(done, n)
     return done
+
+
+def init_worker(parent: int) -> None:
+    """Die with the generating process (no orphans holding memory after a SIGKILL); one BLAS thread."""
+    if not die_with_parent(parent):
+        os._exit(1)
+    limit_blas_threads()
 
 
 def limit_blas_threads() -> None:

@@ -47,13 +47,12 @@ def metrics(eps: np.ndarray, drude: np.ndarray, eps_true: np.ndarray, drude_true
 def load_members(ckpts: list[Path], device: str = "cpu") -> tuple[list, dict]:
     """The modules (eval mode) and their shared graph settings; ValueError naming the checkpoint
     whose cutoffs differ from the first's."""
-    from lightning_dielectric.training.module import DielectricModule
-    from lightning_dielectric.training.predict import graph_settings
+    from lightning_dielectric.training.predict import graph_settings, load_module
 
     modules, settings = [], None
     for ckpt in ckpts:
         try:
-            module = DielectricModule.load_from_checkpoint(ckpt, map_location=device)
+            module = load_module(ckpt, device)
             these = graph_settings(ckpt)
         except Exception as err:  # torch and Lightning raise many types for unusable files
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""

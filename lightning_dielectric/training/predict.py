@@ -15,7 +15,12 @@ members' mean, and ``drude_std_ev``, ``eps_re_std``, ``eps_im_std`` (member stan
 ddof = 1, per energy; see ``ensemble.py``) are added to both tables; the plots show a ±1σ band.
 
 A file that cannot be read, is disordered or holds an element beyond Bi (Z > 83) gets a one-line
-error naming it; the other files are still predicted and the exit status is 1.
+error naming it and saying what is wrong; the other files are still predicted and the exit status
+is 1. ``DIR`` must be new, empty or an earlier ``predict`` output, which is replaced as a whole.
+
+Checkpoints are read with ``torch.load(weights_only=True)`` (no pickled code runs) and only
+rebuild this package's model classes; a checkpoint from someone else is still an input to trust
+(see docs/training.md).
 """
 
 from __future__ import annotations
@@ -32,16 +37,21 @@ from torch_geometric.data import Batch
 
 from lightning_dielectric.data import build_graph
 from lightning_dielectric.data.schema import ENERGY_GRID, MAX_Z
+from lightning_dielectric.outputs import OutputDirError, check_output_dir, replaced_dir
 from lightning_dielectric.training.ensemble import load_members, mean_and_spread, predict_members
+from lightning_dielectric.training.module import DielectricModule
 from lightning_dielectric.training.optics import srgb_hex
 from lightning_dielectric.training.plots import prediction_figure
+from lightning_dielectric.training.structure_errors import check_cell, describe_unreadable
+
+OWN_MARKER = "predictions.parquet"  # every earlier output of predict has it
 
 
 def graph_settings(ckpt_path: Path) -> dict[str, float | None]:
     """``cutoff``/``threebody_cutoff`` (Å) of the run: the checkpoint's datamodule hparams, else the
     run's ``config.yaml`` (``<log_dir>/config.yaml`` next to ``checkpoints/``), else the defaults."""
     settings: dict[str, float | None] = {"cutoff": 5.5, "threebody_cutoff": 4.0}
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     data = checkpoint.get("datamodule_hyper_parameters")
     config = ckpt_path.parent.parent / "config.yaml"
     if not data and config.is_file():
@@ -51,6 +61,18 @@ def graph_settings(ckpt_path: Path) -> dict[str, float | None]:
     return settings
 
 
+def load_module(ckpt_path: Path, device: str) -> DielectricModule:
+    """The checkpoint's module, loaded without unpickling code (``weights_only=True``); its model
+    ``class_path`` must be one of ``lightning_dielectric.models`` (a checkpoint's hyperparameters
+    name the class that gets imported and called)."""
+    hparams = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("hyper_parameters") or {}
+    model = hparams.get("model")
+    class_path = model.get("class_path", "") if isinstance(model, dict) else ""
+    if class_path and not class_path.startswith("lightning_dielectric.models."):
+        raise ValueError(f"model class {class_path!r} is not one of lightning_dielectric.models; not importing it")
+    return DielectricModule.load_from_checkpoint(ckpt_path, map_location=device, weights_only=True)
+
+
 def read_structure(path: Path):
     """A pymatgen ``Structure``; ``ValueError`` with a short reason if unusable."""
     from pymatgen.core import Structure
@@ -58,13 +80,22 @@ def read_structure(path: Path):
     try:
         structure = Structure.from_file(str(path))
     except Exception as err:  # pymatgen raises many types for bad files
-        raise ValueError(f"cannot read structure ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+        raise ValueError(describe_unreadable(path, err)) from None
+    check_cell(structure.volume, _min_distance(structure))
     if not structure.is_ordered:
         raise ValueError("disordered structure (partial occupancies) is not supported")
     too_heavy = sorted({site.specie.symbol for site in structure if site.specie.Z > MAX_Z})
     if too_heavy:
         raise ValueError(f"unsupported element(s) {', '.join(too_heavy)} (Z > {MAX_Z})")
     return structure
+
+
+def _min_distance(structure) -> float | None:
+    """Shortest distance between two sites (Å, periodic images included); None for one site."""
+    if len(structure) < 2:
+        return None
+    d = structure.distance_matrix
+    return float(d[~np.eye(len(d), dtype=bool)].min())
 
 
 def _unique_names(paths: list[Path]) -> list[str]:
@@ -84,17 +115,27 @@ def main(argv: list[str]) -> int:
         prog="lightning-dielectric predict", description="Predict ε_inter, ω_D and colour for CIF/POSCAR files."
     )
     parser.add_argument("--ckpt", required=True, type=Path, nargs="+",
-                        help="checkpoint(s) from `lightning fit`; several: ensemble mean and spread (after the "
-                             "first, values not ending in .ckpt count as structures)")
+                        help="checkpoint(s) from `lightning fit` or `import-model`; several: ensemble mean and "
+                             "spread (after the first, values not ending in .ckpt count as structures)")
     parser.add_argument("structures", nargs="*", type=Path, help="CIF / POSCAR files")
-    parser.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (default: predictions)")
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--out", type=Path, default=Path("predictions"),
+                        help="output folder: new, empty or an earlier predict output, which is replaced "
+                             "(default: predictions)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="structures per forward pass; lower it if memory runs out (default: 32)")
     args = parser.parse_args(argv)
     args.structures = [p for p in args.ckpt[1:] if p.suffix != ".ckpt"] + args.structures
     args.ckpt = args.ckpt[:1] + [p for p in args.ckpt[1:] if p.suffix == ".ckpt"]
     if not args.structures:
         parser.error("no structure files given")
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+    try:
+        check_output_dir(args.out, OWN_MARKER)
+    except OutputDirError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     try:
         modules, settings = load_members(args.ckpt, args.device)
     except ValueError as err:
@@ -114,36 +155,45 @@ def main(argv: list[str]) -> int:
         graph.mat_id = str(path)
         ok.append((path, structure.composition.reduced_formula, graph))
 
-    rows, eps_all, drude_all = [], [], []
+    eps_all, drude_all = [], []
     for start in range(0, len(ok), args.batch_size):
         batch = Batch.from_data_list([g for _, _, g in ok[start : start + args.batch_size]]).to(args.device)
         eps, drude = predict_members(modules, batch)
         eps_all.append(eps)
         drude_all.append(drude)
     if ok:
-        args.out.mkdir(parents=True, exist_ok=True)
-        ensemble = len(modules) > 1
         eps, eps_std = mean_and_spread(np.concatenate(eps_all, axis=1))
         drude, drude_std = mean_and_spread(np.concatenate(drude_all, axis=1))
-        colours = srgb_hex(torch.from_numpy(eps).float(), torch.from_numpy(drude).float())
-        names = _unique_names([p for p, _, _ in ok])
-        for i, ((path, formula, _), name) in enumerate(zip(ok, names)):
-            row = {"file": str(path), "formula": formula, "drude_ev": float(drude[i]), "colour_hex": colours[i],
-                   "eps_re": eps[i, :, 0], "eps_im": eps[i, :, 1]}
-            if ensemble:
-                row |= {"drude_std_ev": float(drude_std[i]), "eps_re_std": eps_std[i, :, 0], "eps_im_std": eps_std[i, :, 1]}
-            rows.append(row)
-            fig = prediction_figure(ENERGY_GRID, eps[i], float(drude[i]), colours[i], f"{formula} ({path.name})",
-                                    spread=eps_std[i] if ensemble else None)
-            fig.savefig(args.out / f"{name}.png", dpi=120)
-        table = pd.DataFrame(rows)
-        table.to_parquet(args.out / "predictions.parquet", index=False)
-        spectra = [c for c in ("eps_re", "eps_im", "eps_re_std", "eps_im_std") if c in table]
-        long = table.drop(columns=spectra).loc[np.repeat(np.arange(len(table)), len(ENERGY_GRID))]
-        long["energy_ev"] = np.tile(ENERGY_GRID, len(table))
-        for col in spectra:
-            long[col] = np.concatenate(table[col].to_list())
-        long.to_csv(args.out / "predictions.csv", index=False, float_format="%.6g")
-        members = f" with an ensemble of {len(modules)}" if ensemble else ""
+        spread = (eps_std, drude_std) if len(modules) > 1 else None
+        with replaced_dir(args.out, OWN_MARKER) as tmp:
+            _write(tmp, ok, eps, drude, spread)
+        members = f" with an ensemble of {len(modules)}" if spread else ""
         print(f"predicted {len(ok)} structure(s){members} → {args.out}")
     return 1 if failed else 0
+
+
+def _write(out: Path, ok: list, eps: np.ndarray, drude: np.ndarray,
+           spread: tuple[np.ndarray, np.ndarray] | None) -> None:
+    """Tables and plots of the predicted structures ``ok`` into ``out``: ``eps`` (B, 2001, 2) and
+    ``drude`` (B,) eV, and for an ensemble ``spread`` = their member standard deviations."""
+    rows = []
+    colours = srgb_hex(torch.from_numpy(eps).float(), torch.from_numpy(drude).float())
+    names = _unique_names([p for p, _, _ in ok])
+    for i, ((path, formula, _), name) in enumerate(zip(ok, names)):
+        row = {"file": str(path), "formula": formula, "drude_ev": float(drude[i]), "colour_hex": colours[i],
+               "eps_re": eps[i, :, 0], "eps_im": eps[i, :, 1]}
+        if spread:
+            row |= {"drude_std_ev": float(spread[1][i]), "eps_re_std": spread[0][i, :, 0],
+                    "eps_im_std": spread[0][i, :, 1]}
+        rows.append(row)
+        fig = prediction_figure(ENERGY_GRID, eps[i], float(drude[i]), colours[i], f"{formula} ({path.name})",
+                                spread=spread[0][i] if spread else None)
+        fig.savefig(out / f"{name}.png", dpi=120)
+    table = pd.DataFrame(rows)
+    table.to_parquet(out / OWN_MARKER, index=False)
+    spectra = [c for c in ("eps_re", "eps_im", "eps_re_std", "eps_im_std") if c in table]
+    long = table.drop(columns=spectra).loc[np.repeat(np.arange(len(table)), len(ENERGY_GRID))]
+    long["energy_ev"] = np.tile(ENERGY_GRID, len(table))
+    for col in spectra:
+        long[col] = np.concatenate(table[col].to_list())
+    long.to_csv(out / "predictions.csv", index=False, float_format="%.6g")
