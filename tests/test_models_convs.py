@@ -29,6 +29,6 @@ def test_split_linear_equals_concatenation():
     atoms, edges = torch.randn(6, 4), torch.randn(9, 4)
     src, dst = torch.randint(0, 6, (2, 9))
     expected = lin(torch.cat([atoms[src], atoms[dst], edges], dim=-1))
-    torch.testing.assert_close(split_linear(lin, [(atoms, src), (atoms, dst), (edges, None)]), expected)
+    torch.testing.assert_close(split_linear(lin.weight, lin.bias, [(atoms, src), (atoms, dst), (edges, None)]), expected)
     empty = torch.zeros(0, dtype=torch.long)
-    assert split_linear(lin, [(atoms, empty), (atoms, empty), (edges[:0], None)]).shape == (0, 4)
+    assert split_linear(lin.weight, lin.bias, [(atoms, empty), (atoms, empty), (edges[:0], None)]).shape == (0, 4)
