@@ -89,7 +89,7 @@ def _batch_norm_twice(bn: torch.nn.BatchNorm1d, h: Tensor) -> Tensor:
         out = (h - h) * bn.weight + bn.bias
     if bn.track_running_stats:
         with torch.no_grad():
-            var, mean = torch.var_mean(h.float(), dim=0, correction=0)
+            var, mean = torch.var_mean(h.to(bn.running_var.dtype), dim=0, correction=0)
             n = 2 * h.size(0)
             bn.num_batches_tracked.add_(1)
             momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
