@@ -83,16 +83,18 @@ def mlp_on_pairs(mlp: MLP, rows: Tensor) -> Tensor:
 
 def _batch_norm_twice(bn: torch.nn.BatchNorm1d, h: Tensor) -> Tensor:
     """Training-mode ``bn`` on ``h`` (P, C) stacked twice, returned once (P, C); updates the running statistics."""
-    if h.size(0) > 1:
-        out = F.batch_norm(h, None, None, bn.weight, bn.bias, True, 0.0, bn.eps)
+    rows = h.size(0)
+    if rows > 1:  # momentum 1 writes this batch's mean and unbiased (factor P/(P−1)) variance into the scratch buffers
+        mean, var = torch.zeros_like(bn.running_mean), torch.zeros_like(bn.running_var)
+        out = F.batch_norm(h, mean, var, bn.weight, bn.bias, True, 1.0, bn.eps)
     else:  # one distinct row: its two copies have zero variance, so x̂ = 0 exactly
         out = (h - h) * bn.weight + bn.bias
+        mean, var = h.detach()[0].to(bn.running_mean.dtype), torch.zeros_like(bn.running_var)
     if bn.track_running_stats:
         with torch.no_grad():
-            var, mean = torch.var_mean(h.to(bn.running_var.dtype), dim=0, correction=0)
-            n = 2 * h.size(0)
             bn.num_batches_tracked.add_(1)
             momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
-            bn.running_mean.mul_(1.0 - momentum).add_(mean, alpha=momentum)
-            bn.running_var.mul_(1.0 - momentum).add_(var, alpha=momentum * n / (n - 1))
+            bn.running_mean.lerp_(mean, momentum)
+            to_pairs = 2 * (rows - 1) / (2 * rows - 1)  # var · P/(P−1) → var · 2P/(2P−1): the edges count, not the pairs
+            bn.running_var.mul_(1.0 - momentum).add_(var, alpha=momentum * to_pairs)
     return out
