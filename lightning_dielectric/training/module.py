@@ -50,6 +50,9 @@ class DielectricModule(pl.LightningModule):
         eps_weight: weight of the spectra MAE in the loss.
         drude_weight: weight of the ω_D MAE (eV) in the loss.
         plot_every_n_epochs: log spectra and Drude parity figures every this many epochs (0: never).
+        compile: run the model through ``torch.compile(dynamic=True)`` (compiled in place on the first
+            batch, so checkpoints keep their keys; one graph serves all batch sizes, recompiled only
+            between training and evaluation mode). See docs/training.md for when it pays.
     """
 
     def __init__(
@@ -62,11 +65,14 @@ class DielectricModule(pl.LightningModule):
         eps_weight: NonNegativeFloat = 1.0,
         drude_weight: NonNegativeFloat = 1.0,
         plot_every_n_epochs: NonNegativeInt = 10,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         from_cli = _given_hyperparameters.get() is not None
         self.save_hyperparameters(ignore=None if from_cli else ["model"], logger=False)
         self.model = model
+        if compile:
+            model.compile(dynamic=True)
         self.val_metrics = SpectralMetrics()
         self.test_metrics = SpectralMetrics()
         self._plot_batch: tuple | None = None
