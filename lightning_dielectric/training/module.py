@@ -221,7 +221,11 @@ class DielectricModule(pl.LightningModule):
             self.logger.log_hyperparams(self.run_hparams(), {name: float("nan") for name in HP_METRICS})
 
     def configure_optimizers(self) -> dict:
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        # the fused kernel (same update rule) is several times faster than the per-tensor loops on CPU and GPU
+        fused = self.device.type in ("cpu", "cuda")
+        optimizer = torch.optim.AdamW(
+            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, fused=fused or None
+        )
         total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total):
             raise ValueError("the LR schedule needs a finite run: set trainer.max_epochs or trainer.max_steps")
