@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 from torch_geometric.nn import MLP, LayerNorm
 
-from lightning_dielectric.models.convs import FactorisedCGConv, FactorisedTransformerConv, split_linear
+from lightning_dielectric.models.convs import EdgeFeatures, FactorisedCGConv, FactorisedTransformerConv, split_linear
 from lightning_dielectric.models.pairs import gather
 
 
@@ -41,7 +41,7 @@ class InteractionBlock(torch.nn.Module):
         self.mlp = mlp([width, mlp_ratio * width, width])
         self.norm = LayerNorm(width, mode="graph")
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor, batch: Tensor, num_graphs: int,
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: EdgeFeatures, batch: Tensor, num_graphs: int,
                 edge_pair: Tensor | None = None) -> Tensor:
         x = self.conv(x, edge_index, edge_attr, edge_pair)
         x = x + self.mlp(x)

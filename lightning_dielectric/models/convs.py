@@ -7,7 +7,9 @@ result is gathered. Same parameters, same function, a fraction of the floating-p
 
 The convolutions take edge features either per edge (``edge_pair=None``) or once per edge pair
 (``edge_attr`` (P, ·) with ``edge_pair`` (E,) the pair of each edge, see ``models.pairs``), in
-which case their edge projections run once per pair and are gathered.
+which case their edge projections run once per pair and are gathered. Edge features that are the
+output of a Linear layer, e = W_l h + b_l, may be passed as ``(h, lin)``: a projection W e is then
+evaluated as (W W_l) h + W b_l, so e itself is never formed.
 """
 
 from __future__ import annotations
@@ -37,6 +39,18 @@ def split_linear(weight: Tensor, bias: Tensor | None, parts: list[tuple[Tensor, 
     return out if bias is None else out + bias
 
 
+EdgeFeatures = Tensor | tuple[Tensor, torch.nn.Linear]
+
+
+def project_edges(edge_attr: EdgeFeatures, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``F.linear(e, weight, bias)`` for edge features ``e`` or ``(h, lin)`` with e = lin(h)."""
+    if isinstance(edge_attr, Tensor):
+        return F.linear(edge_attr, weight, bias)
+    hidden, lin = edge_attr
+    shift = weight @ lin.bias
+    return F.linear(hidden, weight @ lin.weight, shift if bias is None else shift + bias)
+
+
 class FactorisedCGConv(CGConv):
     """``CGConv(w, dim=w, aggr="add")`` (same parameters and output) with the gate and core
     linears applied blockwise: atom features are projected once per atom, not once per edge.
@@ -47,12 +61,13 @@ class FactorisedCGConv(CGConv):
     def __init__(self, channels: int, dim: int):
         super().__init__(channels, dim=dim, aggr="add")
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor, edge_pair: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: EdgeFeatures, edge_pair: Tensor | None = None) -> Tensor:
         src, dst = edge_index  # PyG flow source → target: messages from x_j = x[src] to x_i = x[dst]
         c = x.size(-1)
         weight = torch.cat([self.lin_f.weight, self.lin_s.weight], dim=0)  # (2c, 2c + dim)
         bias = torch.cat([self.lin_f.bias, self.lin_s.bias], dim=0)
-        z = split_linear(weight, bias, [(x, dst), (x, src), (edge_attr, edge_pair)])
+        edge = gather(project_edges(edge_attr, weight[:, 2 * c:], bias), edge_pair)
+        z = edge + split_linear(weight[:, :2 * c], None, [(x, dst), (x, src)])
         gate, core = z.chunk(2, dim=-1)
         messages = gate.sigmoid() * F.softplus(core)
         return x.index_add(0, dst, messages.to(x.dtype))  # dtypes differ under autocast
@@ -74,10 +89,10 @@ class FactorisedTransformerConv(TransformerConv):
             raise ValueError(f"width {width} must be divisible by the number of heads {heads}")
         super().__init__(width, width // heads, heads=heads, concat=True, beta=True, edge_dim=width)
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor, edge_pair: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: EdgeFeatures, edge_pair: Tensor | None = None) -> Tensor:
         src, dst = edge_index  # messages from x_j = x[src] to x_i = x[dst]
         heads, channels = self.heads, self.out_channels
-        edge = gather(F.linear(edge_attr, self.lin_edge.weight), edge_pair).view(-1, heads, channels)
+        edge = gather(project_edges(edge_attr, self.lin_edge.weight), edge_pair).view(-1, heads, channels)
         query = self.lin_query(x).index_select(0, dst).view(-1, heads, channels)
         key = self.lin_key(x).index_select(0, src).view(-1, heads, channels) + edge
         alpha = softmax((query * key).sum(-1) / math.sqrt(channels), dst, num_nodes=x.size(0))  # (E, h)

@@ -11,7 +11,7 @@ from lightning_dielectric.models.blocks import InteractionBlock, make_conv, mlp
 from lightning_dielectric.models.embeddings import ElementEncoding, GaussianRBF
 from lightning_dielectric.models.geometry import edge_vectors, graph_batch
 from lightning_dielectric.models.heads import DielectricHeads
-from lightning_dielectric.models.pairs import edge_pairs, mlp_on_pairs
+from lightning_dielectric.models.pairs import edge_pairs, mlp_hidden_on_pairs
 from lightning_dielectric.models.pooling import VectorAttentionPooling
 
 
@@ -24,7 +24,8 @@ class OptiMetal2B(torch.nn.Module):
     pooling, then the spectra (width ``spectra_width``, default 4w) and Drude heads.
 
     Edge features depend on the distance only, so they and their projections in the convolutions
-    are computed once per edge pair {i → j (S), j → i (−S)} (``models.pairs``), exactly.
+    are computed once per edge pair {i → j (S), j → i (−S)} (``models.pairs``), exactly; the edge
+    MLP's last Linear is folded into those projections (``convs.project_edges``).
     """
 
     def __init__(self, width: int = 256, conv: Literal["cgc", "tc"] = "cgc", spectra_width: int | None = None,
@@ -45,7 +46,8 @@ class OptiMetal2B(torch.nn.Module):
         rep, pair = edge_pairs(data.edge_index, data.cell_offset, data.z.size(0))
         vec = edge_vectors(data.pos, data.cell, data.cell_offset[rep], data.edge_index[:, rep], batch)
         x = self.node_mlp(self.elements(data.z))
-        e = mlp_on_pairs(self.edge_mlp, self.rbf(vec.norm(dim=-1)))  # (P, w): one row per edge pair
+        hidden = mlp_hidden_on_pairs(self.edge_mlp, self.rbf(vec.norm(dim=-1)))  # (P, w): one row per edge pair
+        e = (hidden, self.edge_mlp.lins[-1])  # e = lins[-1](hidden), only ever projected
         for block in self.blocks:
             x = block(x, data.edge_index, e, batch, num_graphs, pair)
         return self.heads(self.pool(x, batch, num_graphs))

@@ -73,12 +73,17 @@ def mlp_on_pairs(mlp: MLP, rows: Tensor) -> Tensor:
     of P distinct rows taken twice are those of the P rows (mean, biased variance), and the running
     variance is updated with the unbiased factor of the 2P edges, 2P / (2P − 1).
     """
-    if not mlp.training or rows.size(0) == 0:
-        return mlp(rows)  # evaluation: running statistics only; no rows: PyG leaves the statistics alone
+    return mlp.lins[-1](mlp_hidden_on_pairs(mlp, rows))
+
+
+def mlp_hidden_on_pairs(mlp: MLP, rows: Tensor) -> Tensor:
+    """The input of ``mlp``'s last Linear for one row per pair (see :func:`mlp_on_pairs`)."""
+    paired = mlp.training and rows.size(0) > 0  # else running statistics only (PyG: also for an empty batch)
     h = rows
     for lin, norm, p in zip(mlp.lins[:-1], mlp.norms, mlp.dropout):
-        h = F.dropout(mlp.act(_batch_norm_twice(norm.module, lin(h))), p=p, training=True)
-    return mlp.lins[-1](h)
+        h = lin(h)
+        h = F.dropout(mlp.act(_batch_norm_twice(norm.module, h) if paired else norm(h)), p=p, training=mlp.training)
+    return h
 
 
 def _batch_norm_twice(bn: torch.nn.BatchNorm1d, h: Tensor) -> Tensor:
