@@ -78,9 +78,12 @@ def test_pairing_rejects_edges_without_reverse():
         edge_pairs(batch.edge_index[:, keep], batch.cell_offset[keep], batch.num_nodes)
 
 
-def trained_mlp():
+def trained_mlp(sync: bool = False):
     torch.manual_seed(0)
     net = mlp([5, 8, 8, 3]).train()
+    if sync:  # what trainer.sync_batchnorm does (without a process group it computes local statistics)
+        net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        assert isinstance(net.norms[0].module, torch.nn.SyncBatchNorm)
     for _ in range(2):  # non-trivial running statistics first
         net(torch.randn(9, 5))
     return net, copy.deepcopy(net)
@@ -91,8 +94,9 @@ def assert_same_buffers(a: torch.nn.Module, b: torch.nn.Module, **tol):
         torch.testing.assert_close(x, y, msg=name, **tol)
 
 
-def test_mlp_on_pairs_equals_mlp_on_both_copies():
-    paired, direct = trained_mlp()
+@pytest.mark.parametrize("sync", [False, True])
+def test_mlp_on_pairs_equals_mlp_on_both_copies(sync):
+    paired, direct = trained_mlp(sync)
     rows = torch.randn(7, 5, requires_grad=True)
     weights = torch.randn(14, 3)  # different upstream gradients on the two copies
     out = torch.cat([mlp_on_pairs(paired, rows)] * 2)

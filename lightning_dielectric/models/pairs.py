@@ -82,13 +82,16 @@ def mlp_hidden_on_pairs(mlp: MLP, rows: Tensor) -> Tensor:
     h = rows
     for lin, norm, p in zip(mlp.lins[:-1], mlp.norms, mlp.dropout):
         h = lin(h)
-        h = F.dropout(mlp.act(_batch_norm_twice(norm.module, h) if paired else norm(h)), p=p, training=mlp.training)
+        h = F.dropout(mlp.act(_batch_norm_twice(norm, h) if paired else norm(h)), p=p, training=mlp.training)
     return h
 
 
-def _batch_norm_twice(bn: torch.nn.BatchNorm1d, h: Tensor) -> Tensor:
-    """Training-mode ``bn`` on ``h`` (P, C) stacked twice, returned once (P, C); updates the running statistics."""
-    rows = h.size(0)
+def _batch_norm_twice(norm: torch.nn.Module, h: Tensor) -> Tensor:
+    """Training-mode PyG ``BatchNorm`` ``norm`` on ``h`` (P, C) stacked twice, returned once (P, C);
+    updates the running statistics."""
+    bn, rows = norm.module, h.size(0)
+    if isinstance(bn, torch.nn.SyncBatchNorm):  # statistics across DDP ranks (trainer.sync_batchnorm): stack
+        return norm(torch.cat([h, h]))[:rows]
     if rows > 1:  # momentum 1 writes this batch's mean and unbiased (factor P/(P−1)) variance into the scratch buffers
         mean, var = torch.zeros_like(bn.running_mean), torch.zeros_like(bn.running_var)
         out = F.batch_norm(h, mean, var, bn.weight, bn.bias, True, 1.0, bn.eps)
