@@ -1,7 +1,7 @@
 """Edge/triplet pairing and the paired computation: equal to the direct (per-edge) models.
 
 The reference ``direct_forward`` is the models' forward as on commit 68e1f57: every feature per
-edge and per triplet, PyG's own ``CGConv`` / ``TransformerConv`` message passing. Models are
+edge and per triplet, PyG's own ``CGConv`` / ``TransformerConv`` message passing and ``LayerNorm``. Models are
 compared in float64, where rounding is far below the tolerance: in float32 the two edges of a pair
 have lengths that differ by rounding, which training-mode batch norms amplify (~1e-5 relative).
 """
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from torch_geometric.data import Batch
-from torch_geometric.nn import CGConv, TransformerConv
+from torch_geometric.nn import CGConv, LayerNorm, TransformerConv
 
 from lightning_dielectric.data import build_graph
 from lightning_dielectric.models import OptiMetal2B, OptiMetal3B, build_model
@@ -145,7 +145,7 @@ def direct_interaction(block, x, edge_index, e, batch, num_graphs):
     pyg = CGConv if isinstance(block.conv, CGConv) else TransformerConv
     x = pyg.forward(block.conv, x, edge_index, e)
     x = x + block.mlp(x)
-    return block.norm(x, batch, num_graphs)
+    return LayerNorm.forward(block.norm, x, batch, num_graphs)
 
 
 def direct_forward(model, data):
@@ -165,8 +165,10 @@ def direct_forward(model, data):
     triplet_batch = edge_batch[triplet_index[0]]
     (src, dst), (t1, t2) = edge_index, triplet_index
     for block in model.blocks:
-        e = block.edge_norm(e + block.edge_lin(torch.cat([x[src], x[dst], e], -1)), edge_batch, num_graphs)
-        a = block.angle_norm(a + block.angle_lin(torch.cat([e[t1], e[t2], a], -1)), triplet_batch, num_graphs)
+        e = LayerNorm.forward(block.edge_norm, e + block.edge_lin(torch.cat([x[src], x[dst], e], -1)), edge_batch,
+                              num_graphs)
+        a = LayerNorm.forward(block.angle_norm, a + block.angle_lin(torch.cat([e[t1], e[t2], a], -1)),
+                              triplet_batch, num_graphs)
         e = direct_interaction(block.line_block, e, triplet_index, a, edge_batch, num_graphs)
         x = direct_interaction(block.atom_block, x, edge_index, e, batch, num_graphs)
     return model.heads(model.pool(x, batch, num_graphs))

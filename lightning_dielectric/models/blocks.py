@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch_geometric.nn import MLP, LayerNorm
+from torch_geometric.nn import MLP
 
 from lightning_dielectric.models.convs import EdgeFeatures, FactorisedCGConv, FactorisedTransformerConv, split_linear
+from lightning_dielectric.models.norms import GraphLayerNorm
 from lightning_dielectric.models.pairs import gather
 
 
@@ -39,7 +40,7 @@ class InteractionBlock(torch.nn.Module):
         super().__init__()
         self.conv = conv
         self.mlp = mlp([width, mlp_ratio * width, width])
-        self.norm = LayerNorm(width, mode="graph")
+        self.norm = GraphLayerNorm(width)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: EdgeFeatures, batch: Tensor, num_graphs: int,
                 edge_pair: Tensor | None = None) -> Tensor:
@@ -56,7 +57,8 @@ class TripletBlock(torch.nn.Module):
     3. line graph (nodes = edges, edges = triplets, features a): e ← InteractionBlock(TC w/8 × 8 heads)
     4. atom graph with the updated e: x ← InteractionBlock(TC w/8 × 8 heads)
 
-    All LayerNorms are PyG ``LayerNorm(w, mode="graph")`` over the rows of each structure. The
+    All LayerNorms are PyG ``LayerNorm(w, mode="graph")`` over the rows of each structure
+    (:class:`GraphLayerNorm`). The
     Linear(3w → w) maps are evaluated blockwise (:func:`split_linear`), identical in value. When
     ``e`` is given once per edge pair (``edge_pair`` (E,)) and ``a`` once per swapped-triplet pair
     (``triplet_pair`` (T,)) — the inputs of the first block — their residuals and their blocks of
@@ -66,9 +68,9 @@ class TripletBlock(torch.nn.Module):
     def __init__(self, width: int, heads: int = 8, mlp_ratio: int = 6):
         super().__init__()
         self.edge_lin = torch.nn.Linear(3 * width, width)
-        self.edge_norm = LayerNorm(width, mode="graph")
+        self.edge_norm = GraphLayerNorm(width)
         self.angle_lin = torch.nn.Linear(3 * width, width)
-        self.angle_norm = LayerNorm(width, mode="graph")
+        self.angle_norm = GraphLayerNorm(width)
         self.line_block = InteractionBlock(make_conv("tc", width, heads), width, mlp_ratio)
         self.atom_block = InteractionBlock(make_conv("tc", width, heads), width, mlp_ratio)
 
