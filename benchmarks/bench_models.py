@@ -14,10 +14,10 @@ import time
 import numpy as np
 import torch
 from torch_geometric.data import Batch
-from torch_geometric.nn import CGConv
 
 from lightning_dielectric.data import build_graph
 from lightning_dielectric.models import build_model, count_parameters
+from tests.test_models_pairs import direct_forward
 
 METALS = [3, 4, 11, 12, 13, 19, 20, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 40, 41, 42, 44, 45, 46, 47, 48,
           49, 50, 57, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 83]
@@ -56,14 +56,17 @@ def intermetallic_graphs(n: int, seed: int = 0) -> list:
     return graphs
 
 
-def with_pyg_cgconv(model: torch.nn.Module) -> torch.nn.Module:
-    """The same model (same parameters) with PyG's message-passing ``CGConv`` in place of the
-    factorised one: the reference for the factorisation speed-up."""
-    for block in model.blocks:
-        conv = CGConv(block.conv.channels, dim=block.conv.dim, aggr="add")
-        conv.load_state_dict(block.conv.state_dict())
-        block.conv = conv
-    return model
+class Direct(torch.nn.Module):
+    """The same model and parameters run per edge and per triplet through PyG's message passing
+    (the tests' ``direct_forward``, the models' forward before edge pairing): the reference for
+    the paired and factorised computation."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.inner = model
+
+    def forward(self, data):
+        return direct_forward(self.inner, data)
 
 
 class TrainStep:
@@ -105,12 +108,19 @@ def run(quick: bool = False) -> str:
         "| model | parameters | structures/s | wall ms/step | CPU s/step |",
         "|---|---:|---:|---:|---:|",
     ]
-    labels = ["2b-cgc", "2b-cgc, PyG CGConv (reference)", "2b-tc", "3b", "magpie"]
+    graph_families = ["2b-cgc", "2b-tc", "3b"]
+    labels = [f"{f}{v}" for f in graph_families for v in ("", ", direct (reference)")] + ["magpie"]
+    if not quick:  # torch.compile(dynamic=True) compiles in the warm-up steps (minutes per model on 2 cores)
+        labels += [f"{f}, compiled" for f in graph_families]
     steppers = {}
     for label in labels:
         torch.manual_seed(0)
         model = build_model(label.split(",")[0], width)
-        steppers[label] = TrainStep(with_pyg_cgconv(model) if "reference" in label else model)
+        if "direct" in label:
+            model = Direct(model)
+        if "compiled" in label:
+            model.compile(dynamic=True)
+        steppers[label] = TrainStep(model)
     times = {label: [] for label in labels}
     for i in range(WARMUP + steps):  # interleaved, so drifting machine load hits every model alike
         for label in labels:
@@ -125,8 +135,10 @@ def run(quick: bool = False) -> str:
         )
     lines += [
         "",
-        "The reference row runs the same 2B-CGC parameters through PyG's message-passing `CGConv`; the "
-        "package's `FactorisedCGConv` projects atom features once per atom instead of once per edge. "
+        "Direct (reference) rows run the same parameters per edge and per triplet through PyG's message "
+        "passing (`CGConv`, `TransformerConv`); the package computes length and angle features once per "
+        "edge pair and triplet pair and projects atom features once per atom (docs/models.md). Compiled "
+        "rows: `torch.compile(dynamic=True)` of the package's model, compilation excluded. "
         "CPU s/step is process CPU time (all threads), less sensitive than wall time to other load on "
         "the machine.",
     ]

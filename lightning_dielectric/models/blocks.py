@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch_geometric.nn import MLP, LayerNorm, TransformerConv
+from torch_geometric.nn import MLP
 
-from lightning_dielectric.models.convs import FactorisedCGConv, split_linear
+from lightning_dielectric.models.convs import EdgeFeatures, FactorisedCGConv, FactorisedTransformerConv, split_linear
+from lightning_dielectric.models.norms import GraphLayerNorm
+from lightning_dielectric.models.pairs import gather
 
 
 def mlp(channels: list[int]) -> MLP:
@@ -19,28 +21,30 @@ def mlp(channels: list[int]) -> MLP:
 
 
 def make_conv(kind: str, width: int, heads: int = 2) -> torch.nn.Module:
-    """Two-body convolution: ``"cgc"`` → CGConv(w, dim=w, aggr="add") (factorised, same parameters);
-    ``"tc"`` → TransformerConv(w, w/heads, heads, concat, beta, edge_dim=w)."""
+    """Two-body convolution: ``"cgc"`` → CGConv(w, dim=w, aggr="add"); ``"tc"`` →
+    TransformerConv(w, w/heads, heads, concat, beta, edge_dim=w) (both factorised, same parameters)."""
     if kind == "cgc":
         return FactorisedCGConv(width, dim=width)
     if kind == "tc":
-        if width % heads:
-            raise ValueError(f"width {width} must be divisible by the number of heads {heads}")
-        return TransformerConv(width, width // heads, heads=heads, concat=True, beta=True, edge_dim=width)
+        return FactorisedTransformerConv(width, heads)
     raise ValueError(f"unknown conv {kind!r}; expected 'cgc' or 'tc'")
 
 
 class InteractionBlock(torch.nn.Module):
-    """x ← conv(x, edge_index, e); x ← x + MLP(w → m·w → w)(x); x ← LayerNorm(w, mode="graph")(x)."""
+    """x ← conv(x, edge_index, e); x ← x + MLP(w → m·w → w)(x); x ← LayerNorm(w, mode="graph")(x).
+
+    ``e`` is per edge, or per edge pair with ``edge_pair`` (E,) the pair of each edge (``models.pairs``).
+    """
 
     def __init__(self, conv: torch.nn.Module, width: int, mlp_ratio: int = 6):
         super().__init__()
         self.conv = conv
         self.mlp = mlp([width, mlp_ratio * width, width])
-        self.norm = LayerNorm(width, mode="graph")
+        self.norm = GraphLayerNorm(width)
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
-        x = self.conv(x, edge_index, edge_attr)
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: EdgeFeatures, batch: Tensor, num_graphs: int,
+                edge_pair: Tensor | None = None) -> Tensor:
+        x = self.conv(x, edge_index, edge_attr, edge_pair)
         x = x + self.mlp(x)
         return self.norm(x, batch, num_graphs)
 
@@ -53,24 +57,32 @@ class TripletBlock(torch.nn.Module):
     3. line graph (nodes = edges, edges = triplets, features a): e ← InteractionBlock(TC w/8 × 8 heads)
     4. atom graph with the updated e: x ← InteractionBlock(TC w/8 × 8 heads)
 
-    All LayerNorms are PyG ``LayerNorm(w, mode="graph")`` over the rows of each structure. The
-    Linear(3w → w) maps are evaluated blockwise (:func:`split_linear`), identical in value.
+    All LayerNorms are PyG ``LayerNorm(w, mode="graph")`` over the rows of each structure
+    (:class:`GraphLayerNorm`). The
+    Linear(3w → w) maps are evaluated blockwise (:func:`split_linear`), identical in value. When
+    ``e`` is given once per edge pair (``edge_pair`` (E,)) and ``a`` once per swapped-triplet pair
+    (``triplet_pair`` (T,)) — the inputs of the first block — their residuals and their blocks of
+    the Linear maps are computed per pair and gathered; the updated e and a are per edge/triplet.
     """
 
     def __init__(self, width: int, heads: int = 8, mlp_ratio: int = 6):
         super().__init__()
         self.edge_lin = torch.nn.Linear(3 * width, width)
-        self.edge_norm = LayerNorm(width, mode="graph")
+        self.edge_norm = GraphLayerNorm(width)
         self.angle_lin = torch.nn.Linear(3 * width, width)
-        self.angle_norm = LayerNorm(width, mode="graph")
+        self.angle_norm = GraphLayerNorm(width)
         self.line_block = InteractionBlock(make_conv("tc", width, heads), width, mlp_ratio)
         self.atom_block = InteractionBlock(make_conv("tc", width, heads), width, mlp_ratio)
 
-    def forward(self, x, e, a, edge_index, triplet_index, batch, edge_batch, triplet_batch, num_graphs):
+    def forward(self, x, e, a, edge_index, triplet_index, batch, edge_batch, triplet_batch, num_graphs,
+                edge_pair=None, triplet_pair=None):
         src, dst = edge_index
-        e = self.edge_norm(e + split_linear(self.edge_lin, [(x, src), (x, dst), (e, None)]), edge_batch, num_graphs)
+        e_update = split_linear(self.edge_lin.weight, self.edge_lin.bias, [(x, src), (x, dst), (e, edge_pair)])
+        e = self.edge_norm(gather(e, edge_pair) + e_update, edge_batch, num_graphs)
         t1, t2 = triplet_index
-        a = self.angle_norm(a + split_linear(self.angle_lin, [(e, t1), (e, t2), (a, None)]), triplet_batch, num_graphs)
+        a_update = split_linear(self.angle_lin.weight, self.angle_lin.bias, [(e, t1), (e, t2), (a, triplet_pair)])
+        a = self.angle_norm(gather(a, triplet_pair) + a_update, triplet_batch, num_graphs)
         e = self.line_block(e, triplet_index, a, edge_batch, num_graphs)
         x = self.atom_block(x, edge_index, e, batch, num_graphs)
         return x, e, a
+

@@ -2,29 +2,53 @@
 
 A Linear layer applied to ``cat([X₁[idx₁], X₂[idx₂], …])`` equals ``Σ_k (X_k W_kᵀ)[idx_k] + b``
 with W = [W₁ | W₂ | …] split by columns: each block multiplies the small, un-gathered tensor
-(atoms instead of edges, edges instead of triplets) and only the result is gathered. Same
-parameters, same function, a fraction of the floating-point work.
+(atoms instead of edges, edges instead of triplets, edge pairs instead of edges) and only the
+result is gathered. Same parameters, same function, a fraction of the floating-point work.
+
+The convolutions take edge features either per edge (``edge_pair=None``) or once per edge pair
+(``edge_attr`` (P, ·) with ``edge_pair`` (E,) the pair of each edge, see ``models.pairs``), in
+which case their edge projections run once per pair and are gathered. Edge features that are the
+output of a Linear layer, e = W_l h + b_l, may be passed as ``(h, lin)``: a projection W e is then
+evaluated as (W W_l) h + W b_l, so e itself is never formed.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch_geometric.nn import CGConv
+from torch_geometric.nn import CGConv, TransformerConv
+from torch_geometric.utils import softmax
+
+from lightning_dielectric.models.pairs import gather
 
 
-def split_linear(lin: torch.nn.Linear, parts: list[tuple[Tensor, Tensor | None]]) -> Tensor:
-    """``lin(cat([X[idx] if idx is not None else X for X, idx in parts], -1))``, computed blockwise."""
+def split_linear(weight: Tensor, bias: Tensor | None, parts: list[tuple[Tensor, Tensor | None]]) -> Tensor:
+    """``F.linear(cat([X[idx] if idx is not None else X for X, idx in parts], -1), weight, bias)``,
+    computed blockwise."""
     out = None
     start = 0
     for x, index in parts:
-        y = F.linear(x, lin.weight[:, start:start + x.size(-1)])
+        y = F.linear(x, weight[:, start:start + x.size(-1)])
         start += x.size(-1)
         if index is not None:
             y = y.index_select(0, index)
         out = y if out is None else out + y
-    return out if lin.bias is None else out + lin.bias
+    return out if bias is None else out + bias
+
+
+EdgeFeatures = Tensor | tuple[Tensor, torch.nn.Linear]
+
+
+def project_edges(edge_attr: EdgeFeatures, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``F.linear(e, weight, bias)`` for edge features ``e`` or ``(h, lin)`` with e = lin(h)."""
+    if isinstance(edge_attr, Tensor):
+        return F.linear(edge_attr, weight, bias)
+    hidden, lin = edge_attr
+    shift = weight @ lin.bias
+    return F.linear(hidden, weight @ lin.weight, shift if bias is None else shift + bias)
 
 
 class FactorisedCGConv(CGConv):
@@ -37,13 +61,43 @@ class FactorisedCGConv(CGConv):
     def __init__(self, channels: int, dim: int):
         super().__init__(channels, dim=dim, aggr="add")
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: EdgeFeatures, edge_pair: Tensor | None = None) -> Tensor:
         src, dst = edge_index  # PyG flow source → target: messages from x_j = x[src] to x_i = x[dst]
         c = x.size(-1)
         weight = torch.cat([self.lin_f.weight, self.lin_s.weight], dim=0)  # (2c, 2c + dim)
         bias = torch.cat([self.lin_f.bias, self.lin_s.bias], dim=0)
-        node_i = F.linear(x, weight[:, :c]).index_select(0, dst)
-        node_j = F.linear(x, weight[:, c:2 * c]).index_select(0, src)
-        gate, core = (F.linear(edge_attr, weight[:, 2 * c:], bias) + node_i + node_j).chunk(2, dim=-1)
+        edge = gather(project_edges(edge_attr, weight[:, 2 * c:], bias), edge_pair)
+        z = edge + split_linear(weight[:, :2 * c], None, [(x, dst), (x, src)])
+        gate, core = z.chunk(2, dim=-1)
         messages = gate.sigmoid() * F.softplus(core)
         return x.index_add(0, dst, messages.to(x.dtype))  # dtypes differ under autocast
+
+
+
+class FactorisedTransformerConv(TransformerConv):
+    """``TransformerConv(w, w/h, heads=h, concat=True, beta=True, edge_dim=w)`` (same parameters,
+    state-dict keys and output) written as a few gathers and one scatter instead of PyG's generic
+    message passing, with the edge projection W_e e optionally once per edge pair.
+
+    Per head (C = w/h channels): α_ij = softmax_{j→i}(q_i · (k_j + W_e e_ij) / √C),
+    m_i = Σ_{j→i} α_ij (v_j + W_e e_ij); x'_i = β_i r_i + (1 − β_i) m_i with r_i = W_r x_i + b_r and
+    β_i = σ(W_β (m_i ‖ r_i ‖ m_i − r_i)); q, k, v = W_{q,k,v} x + b.
+    """
+
+    def __init__(self, width: int, heads: int):
+        if width % heads:
+            raise ValueError(f"width {width} must be divisible by the number of heads {heads}")
+        super().__init__(width, width // heads, heads=heads, concat=True, beta=True, edge_dim=width)
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: EdgeFeatures, edge_pair: Tensor | None = None) -> Tensor:
+        src, dst = edge_index  # messages from x_j = x[src] to x_i = x[dst]
+        heads, channels = self.heads, self.out_channels
+        edge = gather(project_edges(edge_attr, self.lin_edge.weight), edge_pair).view(-1, heads, channels)
+        query = self.lin_query(x).index_select(0, dst).view(-1, heads, channels)
+        key = self.lin_key(x).index_select(0, src).view(-1, heads, channels) + edge
+        alpha = softmax((query * key).sum(-1) / math.sqrt(channels), dst, num_nodes=x.size(0))  # (E, h)
+        messages = (self.lin_value(x).index_select(0, src).view(-1, heads, channels) + edge) * alpha.unsqueeze(-1)
+        out = messages.new_zeros(x.size(0), heads * channels).index_add_(0, dst, messages.view(-1, heads * channels))
+        root = self.lin_skip(x)
+        beta = self.lin_beta(torch.cat([out, root, out - root], dim=-1)).sigmoid()
+        return beta * root + (1 - beta) * out

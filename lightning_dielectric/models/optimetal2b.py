@@ -11,6 +11,7 @@ from lightning_dielectric.models.blocks import InteractionBlock, make_conv, mlp
 from lightning_dielectric.models.embeddings import ElementEncoding, GaussianRBF
 from lightning_dielectric.models.geometry import edge_vectors, graph_batch
 from lightning_dielectric.models.heads import DielectricHeads
+from lightning_dielectric.models.pairs import edge_pairs, mlp_hidden_on_pairs
 from lightning_dielectric.models.pooling import VectorAttentionPooling
 
 
@@ -21,6 +22,10 @@ class OptiMetal2B(torch.nn.Module):
     distance (0–``cutoff`` Å) → MLP 32 → w → w → w. ``num_blocks`` interaction blocks with
     ``conv`` = ``"cgc"`` (CGConv) or ``"tc"`` (TransformerConv, 2 heads of w/2), vector attention
     pooling, then the spectra (width ``spectra_width``, default 4w) and Drude heads.
+
+    Edge features depend on the distance only, so they and their projections in the convolutions
+    are computed once per edge pair {i → j (S), j → i (−S)} (``models.pairs``), exactly; the edge
+    MLP's last Linear is folded into those projections (``convs.project_edges``).
     """
 
     def __init__(self, width: int = 256, conv: Literal["cgc", "tc"] = "cgc", spectra_width: int | None = None,
@@ -38,9 +43,11 @@ class OptiMetal2B(torch.nn.Module):
 
     def forward(self, data) -> tuple[Tensor, Tensor]:
         batch, num_graphs = graph_batch(data)
-        vec = edge_vectors(data.pos, data.cell, data.cell_offset, data.edge_index, batch)
+        rep, pair = edge_pairs(data.edge_index, data.cell_offset, data.z.size(0))
+        vec = edge_vectors(data.pos, data.cell, data.cell_offset[rep], data.edge_index[:, rep], batch)
         x = self.node_mlp(self.elements(data.z))
-        e = self.edge_mlp(self.rbf(vec.norm(dim=-1)))
+        hidden = mlp_hidden_on_pairs(self.edge_mlp, self.rbf(vec.norm(dim=-1)))  # (P, w): one row per edge pair
+        e = (hidden, self.edge_mlp.lins[-1])  # e = lins[-1](hidden), only ever projected
         for block in self.blocks:
-            x = block(x, data.edge_index, e, batch, num_graphs)
+            x = block(x, data.edge_index, e, batch, num_graphs, pair)
         return self.heads(self.pool(x, batch, num_graphs))

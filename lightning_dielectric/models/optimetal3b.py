@@ -9,6 +9,7 @@ from lightning_dielectric.models.blocks import TripletBlock, mlp
 from lightning_dielectric.models.embeddings import AngleHarmonics, ElementEncoding, GaussianRBF
 from lightning_dielectric.models.geometry import edge_vectors, graph_batch, triplet_cosines
 from lightning_dielectric.models.heads import DielectricHeads
+from lightning_dielectric.models.pairs import edge_pairs, mlp_on_pairs, triplet_swap_pairs
 from lightning_dielectric.models.pooling import VectorAttentionPooling
 
 
@@ -19,6 +20,9 @@ class OptiMetal3B(torch.nn.Module):
     leaving the same atom, both within the three-body cutoff) expanded in Y_l⁰, l = 0…3
     → MLP 4 → w → w → w. ``num_blocks`` :class:`TripletBlock` s update edges, angles, the line
     graph and the atom graph; then vector attention pooling and the two heads.
+
+    Distance and angle features are computed once per edge pair and once per swapped-triplet pair
+    (``models.pairs``), and so are the parts of the first block that still depend on them only.
 
     Needs ``data.triplet_index`` (build graphs with ``data.threebody_cutoff``, e.g. 4.0 Å).
     """
@@ -47,9 +51,12 @@ class OptiMetal3B(torch.nn.Module):
         vec = edge_vectors(data.pos, data.cell, data.cell_offset, edge_index, batch)
         edge_batch = batch.index_select(0, edge_index[0])
         triplet_batch = edge_batch.index_select(0, triplet_index[0])
+        edge_rep, edge_pair = edge_pairs(edge_index, data.cell_offset, data.z.size(0))
+        triplet_rep, triplet_pair = triplet_swap_pairs(triplet_index, edge_index.size(1))
         x = self.node_mlp(self.elements(data.z))
-        e = self.edge_mlp(self.rbf(vec.norm(dim=-1)))
-        a = self.angle_mlp(self.angles(triplet_cosines(vec, triplet_index)))
-        for block in self.blocks:
-            x, e, a = block(x, e, a, edge_index, triplet_index, batch, edge_batch, triplet_batch, num_graphs)
+        e = mlp_on_pairs(self.edge_mlp, self.rbf(vec[edge_rep].norm(dim=-1)))  # (P, w): per edge pair
+        a = mlp_on_pairs(self.angle_mlp, self.angles(triplet_cosines(vec, triplet_index[:, triplet_rep])))
+        for k, block in enumerate(self.blocks):
+            pairs = (edge_pair, triplet_pair) if k == 0 else (None, None)  # later blocks see updated e, a
+            x, e, a = block(x, e, a, edge_index, triplet_index, batch, edge_batch, triplet_batch, num_graphs, *pairs)
         return self.heads(self.pool(x, batch, num_graphs))
