@@ -61,7 +61,7 @@ def two_members(tiny_dataset, tmp_path_factory):
 
 
 def test_evaluate_members_and_ensemble(two_members, tiny_dataset, tmp_path, capsys):
-    from lightning_dielectric.data.datamodule import DielectricDataModule, payload_to_batch
+    from lightning_dielectric.data.datamodule import DielectricDataModule
     from lightning_dielectric.training.ensemble import load_members, main
 
     out = tmp_path / "ensemble.json"
@@ -71,7 +71,7 @@ def test_evaluate_members_and_ensemble(two_members, tiny_dataset, tmp_path, caps
     assert "calibration of the spread" in capsys.readouterr().out
     # recomputed by hand from the members' raw outputs
     modules, settings = load_members(two_members)
-    batches = [payload_to_batch(p) for p in DielectricDataModule(str(tiny_dataset), **settings).stream("test")]
+    batches = list(DielectricDataModule(str(tiny_dataset), **settings).loader("test"))
     import torch
 
     with torch.no_grad():

@@ -28,7 +28,6 @@ from typing import Literal
 import numpy as np
 import psutil
 import torch
-from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 from pytorch_lightning import LightningDataModule
 
 from .graph_cache import open_graph_cache
@@ -67,18 +66,18 @@ class DielectricDataModule(LightningDataModule):
     def __init__(
         self,
         root: str,
-        train_size: PositiveInt | None = None,
+        train_size: int | None = None,
         train_ids: str | None = None,
-        batch_size: PositiveInt = 32,
-        num_workers: NonNegativeInt = 0,
-        cutoff: PositiveFloat = 5.5,
-        threebody_cutoff: PositiveFloat | None = None,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        cutoff: float = 5.5,
+        threebody_cutoff: float | None = None,
         seed: int = 0,
-        shuffle_buffer: NonNegativeInt = 1024,
+        shuffle_buffer: int = 1024,
         pin_memory: bool = False,
         cache: Literal["auto", "memory", "off"] = "auto",
         cache_dir: str | None = None,
-        memory_budget_gb: PositiveFloat | None = None,
+        memory_budget_gb: float | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -92,6 +91,8 @@ class DielectricDataModule(LightningDataModule):
             raise ValueError(f"threebody_cutoff must be in (0, cutoff={cutoff}] Å, got {threebody_cutoff}")
         if shuffle_buffer < 0:
             raise ValueError(f"shuffle_buffer must be >= 0, got {shuffle_buffer}")
+        if memory_budget_gb is not None and not memory_budget_gb > 0:
+            raise ValueError(f"memory_budget_gb must be > 0, got {memory_budget_gb}")
         if cache not in ("auto", "memory", "off"):
             raise ValueError(f"cache must be 'auto', 'memory' or 'off', got {cache!r}")
         meta = read_metadata(root)

@@ -42,7 +42,8 @@ def fit_main(argv: list[str]) -> int:
                     help="laws fitted over the (N, D) grid, from {%(choices)s} (default: all)")
     ap.add_argument("--no-tensorboard", action="store_true", help="skip the TensorBoard event file")
     ap.add_argument("--holdout", type=int, default=1, metavar="K",
-                    help="extrapolation check: refit every 1D form without the K largest points of its axis (0: off)")
+                    help="extrapolation check: refit every 1D form without the K largest points of its axis "
+                         "(0: off; default: %(default)s)")
     ap.add_argument("--huber", action="store_true", help="also fit every form in log space with a Huber loss")
     ap.add_argument("--ensembles", help="ensembles table (as 'sweep run' writes ensembles.csv): compare single "
                     "models with their seed ensemble in the report")

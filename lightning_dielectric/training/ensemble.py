@@ -106,7 +106,7 @@ def evaluate_groups(groups, data_root: str, split: str = "test", batch_size: int
     ``members_loss_std`` (ddof = 1), ``ensemble_loss`` and the ±1σ/±2σ calibration of ε and ω_D."""
     import pandas as pd
 
-    from lightning_dielectric.data.datamodule import DielectricDataModule, payload_to_batch
+    from lightning_dielectric.data.datamodule import DielectricDataModule
 
     cache: dict[tuple, list] = {}
     rows = []
@@ -114,8 +114,7 @@ def evaluate_groups(groups, data_root: str, split: str = "test", batch_size: int
         modules, settings = load_members([Path(c) for c in g.checkpoints], device)
         key = tuple(sorted(settings.items()))
         if key not in cache:
-            stream = DielectricDataModule(data_root, batch_size=batch_size, **settings).stream(split)
-            cache[key] = [payload_to_batch(p) for p in stream]
+            cache[key] = list(DielectricDataModule(data_root, batch_size=batch_size, **settings).loader(split))
         result = evaluate(modules, cache[key], device)
         losses = [m["loss"] for m in result["members"]]
         cal = result["calibration"]
@@ -146,18 +145,19 @@ def main(argv: list[str]) -> int:
                                                  "calibration of the ensemble spread.")
     parser.add_argument("--ckpt", required=True, nargs="+", type=Path, help="checkpoints of the members")
     parser.add_argument("--data", required=True, help="dataset root (dataset.json + split shards)")
-    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"),
+                        help="split to evaluate, one of {%(choices)s} (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="structures per forward pass (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda (default: %(default)s)")
     parser.add_argument("--out", type=Path, help="also write the result as JSON to this file")
     args = parser.parse_args(argv)
-    from lightning_dielectric.data.datamodule import DielectricDataModule, payload_to_batch
+    from lightning_dielectric.data.datamodule import DielectricDataModule
 
     try:
         modules, settings = load_members(args.ckpt, args.device)
         data = DielectricDataModule(args.data, batch_size=args.batch_size, **settings)
-        stream = data.stream(args.split)
-        result = evaluate(modules, (payload_to_batch(p) for p in stream), args.device)
+        result = evaluate(modules, data.loader(args.split, torch.device(args.device)), args.device)
     except (OSError, ValueError) as err:
         print(f"lightning-dielectric evaluate: error: {err}", file=sys.stderr)
         return 2
