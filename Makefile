@@ -43,7 +43,7 @@ bench: install
 
 # On a machine with a CUDA GPU (about 5 minutes): writes its section into docs/benchmarks.md.
 bench-gpu: install
-	$(PY) -m benchmarks.bench_gpu
+	$(PY) -m benchmarks.run --only gpu
 
 tensorboard: install
 	$(VENV)/bin/tensorboard --logdir $(RUNS)

@@ -15,9 +15,10 @@ with clipping, on the ``bench_data`` random metal cells (≥ 20,000 structures):
    between the measured widths of its family (validation costs ~1/3 of a training step).
 
 Each measurement runs a fixed number of steps after warm-up steps, so the whole benchmark fits
-in about 5 minutes. Run: ``make bench-gpu`` (``python -m benchmarks.bench_gpu``); it writes its
-section with the GPU's name into docs/benchmarks.md. ``--device cpu --quick`` checks the script
-itself on a machine without a GPU (the figures then mean nothing).
+in about 5 minutes. Run: ``make bench-gpu`` (``python -m benchmarks.run --only gpu``), which writes
+the section with the machine's description (the GPU's name) into docs/benchmarks.md.
+``python -m benchmarks.bench_gpu --device cpu --quick`` checks the script itself on a machine
+without a GPU (the figures then mean nothing).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -156,19 +156,10 @@ def run(quick: bool = False, device: str = "cuda") -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(section: str, path: Path) -> None:
-    """Replace (or append) the GPU section of docs/benchmarks.md."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"{re.escape(SECTION)}.*?(?=\n## |\Z)", re.S)
-    text = pattern.sub(section.rstrip() + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
-    path.write_text(text)
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_gpu")
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu to check the script")
-    parser.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
     parser.add_argument("--worker", action="store_true", help="internal: one packed trial, JSON on stdout")
     parser.add_argument("--root", type=Path)
     parser.add_argument("--steps", type=int, default=20)
@@ -180,7 +171,4 @@ if __name__ == "__main__":
                                  args.batch_size)))
     else:
         torch.set_num_threads(min(8, os.cpu_count() or 1))
-        section = run(quick=args.quick, device=args.device)
-        print(section)
-        if not args.quick:
-            write_section(section, Path(args.out))
+        print(run(quick=args.quick, device=args.device))

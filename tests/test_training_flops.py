@@ -1,4 +1,4 @@
-"""FLOP counting: closed-form counts of dense layers, and the per-family width quadratic."""
+"""FLOP counting: closed-form counts of dense layers, and the per-family width polynomial."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ def test_no_structures_is_an_error():
         flops_per_structure(torch.nn.Linear(2, 2), [])
 
 
-@pytest.mark.parametrize("family", ["2b-cgc", "3b"])
-def test_family_width_quadratic_matches_a_direct_count(family):
+@pytest.mark.parametrize("family", ["2b-cgc", "2b-tc", "3b"])
+def test_family_width_polynomial_matches_a_direct_count(family):
     batches = synthetic_batches(n=6, batch_size=3)
     estimated = family_flops_per_structure(family, [48], batches)[48]
     torch.manual_seed(0)

@@ -74,14 +74,15 @@ def synthetic_batches(n: int = 32, batch_size: int = 8, seed: int = 0, threebody
 
 def family_flops_per_structure(family: str, widths: Iterable[int], batches=None) -> dict[int, float]:
     """Forward FLOPs per structure of ``family`` at each width, on ``batches`` (default: the
-    synthetic ones). Every counted product is m × k × n with k, n a constant or a multiple of the
-    width, so the count is a quadratic a·w² + b·w + c: it is measured exactly at widths 8, 16 and 32
-    and evaluated at the requested widths (large widths need no memory or time)."""
+    synthetic ones). Every counted product is m × k × n with each factor a constant or a multiple
+    of the width (a weight-by-weight product such as 2B's folded edge projection has all three),
+    so the count is a cubic in w: it is measured exactly at widths 8, 16, 24 and 32 and evaluated
+    at the requested widths (large widths need no memory or time)."""
     from lightning_dielectric.models.families import build_model
 
     batches = batches if batches is not None else synthetic_batches()
     torch.manual_seed(0)
-    probe = np.array([8.0, 16.0, 32.0])
+    probe = np.array([8.0, 16.0, 24.0, 32.0])
     counts = [flops_per_structure(build_model(family, int(w)), batches) for w in probe]
-    coeffs = np.polyfit(probe, counts, 2)
+    coeffs = np.polyfit(probe, counts, 3)
     return {int(w): float(np.polyval(coeffs, float(w))) for w in widths}
