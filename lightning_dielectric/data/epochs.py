@@ -25,6 +25,12 @@ from collections.abc import Iterator
 import numpy as np
 
 
+def ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(starts[k], starts[k] + counts[k])``, int64, without a Python loop."""
+    offsets = np.cumsum(counts) - counts
+    return np.repeat(starts - offsets, counts) + np.arange(offsets[-1] + counts[-1] if len(counts) else 0)
+
+
 def rank_batches(n: int, world: int, rank: int, batch_size: int) -> tuple[int, list[int]]:
     """(start, batch sizes) of ``rank``'s contiguous slice of an n-sample epoch stream (point 3)."""
     q, r = divmod(n, world)
@@ -105,15 +111,13 @@ class EpochPlan:
 
     def __init__(self, unit_starts: np.ndarray, rows: np.ndarray, batch_size: int, shuffle: bool,
                  seed: int, shuffle_buffer: int):
-        self.unit_starts = np.asarray(unit_starts, dtype=np.int64)
         self.rows = np.asarray(rows, dtype=np.int64)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
         self.shuffle_buffer = shuffle_buffer
-        unit = np.searchsorted(self.unit_starts, self.rows, side="right") - 1
-        self._row_unit = unit
-        self._units, first = np.unique(unit, return_index=True)  # units holding a selected row
+        unit = np.searchsorted(np.asarray(unit_starts, dtype=np.int64), self.rows, side="right") - 1
+        first = np.unique(unit, return_index=True)[1]  # first selected row of each unit holding one
         self._unit_first = first
         self._unit_count = np.diff(np.append(first, len(unit)))
 
@@ -127,14 +131,10 @@ class EpochPlan:
 
     def stream(self, epoch: int) -> np.ndarray:
         """(n,) stored-row positions in epoch-stream order (point 1)."""
-        order = np.arange(len(self._units))
+        order = np.arange(len(self._unit_first))
         if self.shuffle:
-            order = np.random.default_rng([self.seed, epoch]).permutation(len(self._units))
-        counts = self._unit_count[order]
-        starts = self._unit_first[order]
-        offsets = np.cumsum(counts) - counts
-        index = np.repeat(starts - offsets, counts) + np.arange(counts.sum())
-        return self.rows[index]
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(self._unit_first))
+        return self.rows[ranges(self._unit_first[order], self._unit_count[order])]
 
     def worker_rows(self, epoch: int, rank: int, world: int, worker: int, num_workers: int) -> tuple[np.ndarray, list[int]]:
         """(the worker's stored rows before its shuffle buffer, its batch sizes in order) (points 2–4)."""

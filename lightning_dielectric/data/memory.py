@@ -3,7 +3,7 @@
 ``GraphTensors`` keeps selected structures of a ``GraphCache`` in compact dtypes (int8 atomic
 numbers, int32 per-structure indices) on one device. A batch is a handful of
 vectorised gathers (no Python per structure, no worker processes): the node, edge and triplet
-ranges of the chosen structures are expanded with ``repeat_interleave``, and edge (triplet)
+ranges of the chosen structures are expanded on the host (``epochs.ranges``), and edge (triplet)
 indices are shifted by the batch's node (edge) offsets. ``MemoryLoader`` yields, for an epoch,
 exactly the batches in exactly the order that the Parquet stream gives (both follow
 ``EpochPlan``), as if streamed with the configured number of DataLoader workers.
@@ -18,19 +18,13 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch
 
-from .epochs import EpochPlan
+from .epochs import EpochPlan, ranges
 from .graph_cache import GraphCache
 from .graphs import arrays_to_batch
 from .stream import distributed_rank_world
 
 _NODE, _EDGE, _TRIPLET = ("z", "pos"), ("edge_src", "edge_dst", "cell_offset"), ("triplet_first", "triplet_second")
 _GRAPH = ("cell", "eps", "drude")
-
-
-def ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Concatenated ``arange(starts[k], starts[k] + counts[k])``, int64."""
-    offsets = np.cumsum(counts) - counts
-    return np.repeat(starts - offsets, counts) + np.arange(offsets[-1] + counts[-1] if len(counts) else 0)
 
 
 def _starts(counts: np.ndarray) -> np.ndarray:
