@@ -47,11 +47,17 @@ from lightning_dielectric.training.structure_errors import check_cell, describe_
 OWN_MARKER = "predictions.parquet"  # every earlier output of predict has it
 
 
-def graph_settings(ckpt_path: Path) -> dict[str, float | None]:
+def read_checkpoint(ckpt_path: Path) -> dict:
+    """The checkpoint's contents, read without unpickling code (``weights_only=True``)."""
+    return torch.load(ckpt_path, map_location="cpu", weights_only=True)
+
+
+def graph_settings(ckpt_path: Path, checkpoint: dict | None = None) -> dict[str, float | None]:
     """``cutoff``/``threebody_cutoff`` (Å) of the run: the checkpoint's datamodule hparams, else the
-    run's ``config.yaml`` (``<log_dir>/config.yaml`` next to ``checkpoints/``), else the defaults."""
+    run's ``config.yaml`` (``<log_dir>/config.yaml`` next to ``checkpoints/``), else the defaults.
+    ``checkpoint``: its contents when already read."""
     settings: dict[str, float | None] = {"cutoff": 5.5, "threebody_cutoff": 4.0}
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    checkpoint = checkpoint if checkpoint is not None else read_checkpoint(ckpt_path)
     data = checkpoint.get("datamodule_hyper_parameters")
     config = ckpt_path.parent.parent / "config.yaml"
     if not data and config.is_file():
@@ -61,11 +67,12 @@ def graph_settings(ckpt_path: Path) -> dict[str, float | None]:
     return settings
 
 
-def load_module(ckpt_path: Path, device: str) -> DielectricModule:
+def load_module(ckpt_path: Path, device: str, checkpoint: dict | None = None) -> DielectricModule:
     """The checkpoint's module, loaded without unpickling code (``weights_only=True``); its model
     ``class_path`` must be one of ``lightning_dielectric.models`` (a checkpoint's hyperparameters
-    name the class that gets imported and called)."""
-    hparams = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("hyper_parameters") or {}
+    name the class that gets imported and called). ``checkpoint``: its contents when already read."""
+    checkpoint = checkpoint if checkpoint is not None else read_checkpoint(ckpt_path)
+    hparams = checkpoint.get("hyper_parameters") or {}
     model = hparams.get("model")
     class_path = model.get("class_path", "") if isinstance(model, dict) else ""
     if class_path and not class_path.startswith("lightning_dielectric.models."):
