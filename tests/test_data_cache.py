@@ -58,6 +58,14 @@ def test_memory_batches_equal_streamed_batches(dataset, tmp_path, train_size, wo
     assert len(memory.train_dataloader()) == len(stream.train_dataloader())
 
 
+def test_parallel_build_equals_serial_build(dataset, tmp_path):
+    serial = open_graph_cache(dataset, "train", 5.5, 4.0, tmp_path / "one", workers=1, progress=False)
+    parallel = open_graph_cache(dataset, "train", 5.5, 4.0, tmp_path / "two", workers=2, progress=False)
+    assert parallel.mat_id == serial.mat_id
+    for name, values in serial.arrays.items():
+        assert np.array_equal(parallel.arrays[name], values), name
+
+
 def test_auto_streams_when_over_the_budget(dataset, tmp_path):
     dm = DielectricDataModule(str(dataset), cache="auto", cache_dir=str(tmp_path), memory_budget_gb=1e-6)
     assert isinstance(dm.train_dataloader(), EpochLoader)

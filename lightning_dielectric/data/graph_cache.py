@@ -33,16 +33,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from .graphs import triplet_pairs
-from .ingest import default_workers, ordered_map, progress_bar
-from .neighbors import periodic_neighbors
-from .schema import N_ENERGIES, table_to_arrays
-from .stream import READ_COLUMNS, row_groups
+from ..processes import default_workers, ordered_map
+from .graph_rows import row_group_graphs
+from .ingest import progress_bar
+from .schema import N_ENERGIES
+from .stream import row_groups
 from .writer import read_metadata, shard_paths
 
 GRAPH_FORMAT_VERSION = 1
+SERIAL_ROWS = 4096  # below this many structures (under a second) one process builds: no pool to start
 # name: (dtype, shape after the first axis); every array concatenates along its first axis
 ARRAYS = {
     "n_nodes": (np.int64, []), "n_edges": (np.int64, []), "n_triplets": (np.int64, []),
@@ -80,7 +80,8 @@ def open_graph_cache(root: str | Path, split: str, cutoff: float, threebody_cuto
                      progress: bool = True) -> GraphCache:
     """The cache of ``split``, built first (in parallel, with a progress bar) when missing.
 
-    ``cache_dir`` defaults to ``ROOT/graph_cache``; ``workers`` to the usable CPUs.
+    ``cache_dir`` defaults to ``ROOT/graph_cache``; ``workers`` to the usable CPUs (one process for
+    splits under ``SERIAL_ROWS`` structures).
     """
     base = Path(cache_dir) if cache_dir is not None else Path(root) / "graph_cache"
     final = base / f"{split}-{cache_key(root, split, cutoff, threebody_cutoff)[:24]}"
@@ -97,7 +98,7 @@ def open_graph_cache(root: str | Path, split: str, cutoff: float, threebody_cuto
                 for stale in base.glob(f".{final.name}.tmp-*"):
                     shutil.rmtree(stale, ignore_errors=True)
                 tmp = base / f".{final.name}.tmp-{os.getpid()}"
-                _build(root, split, cutoff, threebody_cutoff, tmp, workers or default_workers(), progress)
+                _build(root, split, cutoff, threebody_cutoff, tmp, workers, progress)
                 os.rename(tmp, final)
     return _load(final)
 
@@ -113,9 +114,11 @@ def _load(path: Path) -> GraphCache:
     return GraphCache(path, arrays, json.loads((path / "mat_id.json").read_text()))
 
 
-def _build(root, split, cutoff, threebody_cutoff, tmp: Path, workers: int, progress: bool) -> None:
+def _build(root, split, cutoff, threebody_cutoff, tmp: Path, workers: int | None, progress: bool) -> None:
     paths = [str(p) for p in shard_paths(root, split)]
     groups, unit_starts = row_groups(paths)
+    if workers is None:
+        workers = 1 if unit_starts[-1] < SERIAL_ROWS else default_workers()
     tmp.mkdir(parents=True)
     files = {name: open(tmp / f"{name}.bin", "wb") for name in ARRAYS}
     arrays = {name: (np.dtype(dtype).str, [0, *shape]) for name, (dtype, shape) in ARRAYS.items()}
@@ -123,7 +126,7 @@ def _build(root, split, cutoff, threebody_cutoff, tmp: Path, workers: int, progr
     tasks = ((paths[f], int(g), cutoff, threebody_cutoff) for f, g in groups)
     try:
         with progress_bar(int(unit_starts[-1]), enabled=progress, label=f"graphs {split}") as advance:
-            for chunk, ids in ordered_map(_row_group_graphs, tasks, workers):
+            for chunk, ids in ordered_map(row_group_graphs, tasks, workers):
                 for name, value in chunk.items():
                     files[name].write(np.ascontiguousarray(value, dtype=arrays[name][0]).tobytes())
                     arrays[name][1][0] += len(value)
@@ -137,40 +140,3 @@ def _build(root, split, cutoff, threebody_cutoff, tmp: Path, workers: int, progr
             "threebody_cutoff": threebody_cutoff, "num_structures": len(mat_ids), "arrays": arrays,
             "dataset": str(Path(root).resolve())}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))  # written last: marks the cache complete
-
-
-def _row_group_graphs(task: tuple) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Graphs and targets of one row group, as the cache's arrays (runs in a worker process)."""
-    path, group, cutoff, threebody_cutoff = task
-    with pq.ParquetFile(path) as reader:
-        table = reader.read_row_group(group, columns=READ_COLUMNS)
-    a = table_to_arrays(table)
-    offsets = a["atom_offsets"]
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("edge_src", "edge_dst", "cell_offset",
-                                                          "triplet_first", "triplet_second")}
-    n_edges, n_triplets = [], []
-    for k in range(table.num_rows):
-        atoms = slice(offsets[k], offsets[k + 1])
-        src, dst, offset, dist = periodic_neighbors(a["lattice"][k], a["positions"][atoms], cutoff)
-        if np.abs(offset).max(initial=0) > np.iinfo(np.int16).max:
-            raise ValueError(f"{path}: {a['mat_id'][k]} has a cell offset beyond int16 (cell far below the cutoff)")
-        parts["edge_src"].append(src)
-        parts["edge_dst"].append(dst)
-        parts["cell_offset"].append(offset)
-        n_edges.append(len(src))
-        pairs = np.zeros((2, 0), np.int64) if threebody_cutoff is None else triplet_pairs(src, dist, threebody_cutoff)
-        parts["triplet_first"].append(pairs[0])
-        parts["triplet_second"].append(pairs[1])
-        n_triplets.append(pairs.shape[1])
-    chunk = {name: np.concatenate(values) for name, values in parts.items()}
-    chunk.update(
-        n_nodes=np.diff(offsets),
-        n_edges=np.array(n_edges),
-        n_triplets=np.array(n_triplets),
-        z=a["atomic_numbers"],
-        pos=a["positions"].reshape(-1, 3),
-        cell=a["lattice"],
-        eps=np.stack([a["eps_re"], a["eps_im"]], axis=-1),
-        drude=a["drude"],
-    )
-    return chunk, list(a["mat_id"])

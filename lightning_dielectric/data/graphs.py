@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Batch, Data
 
-from .neighbors import periodic_neighbors
+from .neighbors import periodic_neighbors, triplet_pairs
 
 
 class CrystalGraph(Data):
@@ -182,23 +182,3 @@ def arrays_to_batch(arrays: dict, **graph_attrs) -> Batch:
 
 def _slices(counts: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
-
-
-def triplet_pairs(src: np.ndarray, dist: np.ndarray, threebody_cutoff: float) -> np.ndarray:
-    """(2, T) int64 ordered pairs (e1, e2), e1 ≠ e2, of edges with the same source, both ≤ cutoff.
-
-    ``src`` must be sorted (as ``periodic_neighbors`` returns it). Vectorised: each short edge is
-    repeated once per short edge of its source, then the pair with itself is dropped.
-    """
-    short = np.flatnonzero(dist <= threebody_cutoff)
-    if len(short) == 0:
-        return np.zeros((2, 0), dtype=np.int64)
-    group = src[short]
-    counts = np.bincount(group)
-    starts = np.cumsum(counts) - counts
-    reps = counts[group]  # partners (self included) of each short edge
-    first = np.repeat(np.arange(len(short)), reps)
-    rank = np.arange(len(first)) - np.repeat(np.cumsum(reps) - reps, reps)
-    second = np.repeat(starts[group], reps) + rank
-    keep = first != second
-    return np.stack([short[first[keep]], short[second[keep]]])

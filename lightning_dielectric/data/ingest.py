@@ -21,11 +21,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import multiprocessing as mp
 import os
 import sys
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from ..processes import default_workers, ordered_map
 from .schema import SPLITS, records_to_table
 from .sources import (
     detect_format,
@@ -208,22 +208,6 @@ def _batched(it: Iterator, n: int) -> Iterator[list]:
         yield chunk
 
 
-def ordered_map(func: Callable, tasks: Iterable, workers: int) -> Iterator:
-    """``map(func, tasks)`` over a process pool, in order, with at most 2 × workers tasks in flight."""
-    if workers <= 1:
-        yield from map(func, tasks)
-        return
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    tasks = iter(tasks)
-    with ctx.Pool(workers) as pool:
-        pending = deque(pool.apply_async(func, (t,)) for t in itertools.islice(tasks, 2 * workers))
-        while pending:
-            result = pending.popleft().get()
-            for t in itertools.islice(tasks, 1):
-                pending.append(pool.apply_async(func, (t,)))
-            yield result
-
-
 class Quarantine:
     """Appends bad records to a JSON-lines file and counts them by kind."""
 
@@ -341,13 +325,6 @@ def progress_bar(total: int, enabled: bool, label: str = "ingest") -> Iterator[C
     with Progress(*columns, console=Console(stderr=True)) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)
-
-
-def default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""Periodic neighbour search (torch-free; used by graphs, ingest validation and the synthetic generator)."""
+"""Periodic neighbour search and three-body edge pairs (torch-free; used by graphs, the graph cache's
+worker processes, ingest validation and the synthetic generator)."""
 
 from __future__ import annotations
 
@@ -35,3 +36,23 @@ def periodic_neighbors(
         offset[keep][order].astype(np.int64),
         dist[keep][order],
     )
+
+
+def triplet_pairs(src: np.ndarray, dist: np.ndarray, threebody_cutoff: float) -> np.ndarray:
+    """(2, T) int64 ordered pairs (e1, e2), e1 ≠ e2, of edges with the same source, both ≤ cutoff.
+
+    ``src`` must be sorted (as ``periodic_neighbors`` returns it). Vectorised: each short edge is
+    repeated once per short edge of its source, then the pair with itself is dropped.
+    """
+    short = np.flatnonzero(dist <= threebody_cutoff)
+    if len(short) == 0:
+        return np.zeros((2, 0), dtype=np.int64)
+    group = src[short]
+    counts = np.bincount(group)
+    starts = np.cumsum(counts) - counts
+    reps = counts[group]  # partners (self included) of each short edge
+    first = np.repeat(np.arange(len(short)), reps)
+    rank = np.arange(len(first)) - np.repeat(np.cumsum(reps) - reps, reps)
+    second = np.repeat(starts[group], reps) + rank
+    keep = first != second
+    return np.stack([short[first[keep]], short[second[keep]]])

@@ -54,6 +54,7 @@ SCHEMA = pa.schema(
 )
 COLUMNS = tuple(SCHEMA.names)
 STRUCTURE_COLUMNS = ("mat_id", "lattice", "atomic_numbers", "positions")
+READ_COLUMNS = [*STRUCTURE_COLUMNS, "eps_re", "eps_im", "drude"]  # what training reads
 
 
 def schema_description() -> list[dict[str, str]]:

@@ -18,9 +18,7 @@ from torch_geometric.data import Batch
 
 from .epochs import EpochPlan
 from .graphs import arrays_to_batch, batch_arrays
-from .schema import table_to_arrays
-
-READ_COLUMNS = ["mat_id", "lattice", "atomic_numbers", "positions", "eps_re", "eps_im", "drude"]
+from .schema import READ_COLUMNS, table_to_arrays
 
 
 def distributed_rank_world() -> tuple[int, int]:

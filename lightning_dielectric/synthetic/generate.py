@@ -17,7 +17,6 @@ import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
-from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ import pyarrow.parquet as pq
 
 from ..data.schema import records_to_table
 from ..data.writer import DatasetExistsError, write_dataset
-from ..processes import die_with_parent
+from ..processes import exit_with_parent, pool_context
 from .hamiltonian import build_tb_model
 from .optics import OpticsSettings, optical_response
 from .prototypes import random_structure
@@ -164,9 +163,7 @@ def _run(todo, seed, settings, path, workers, done, n, progress) -> int:
                 if progress:
                     progress(done, n)
         return done
-    method = "fork" if "fork" in get_all_start_methods() else "spawn"  # fork: no re-import per worker
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method), initializer=init_worker,
-                               initargs=(os.getpid(),))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=pool_context(__name__), initializer=init_worker)
     with pool:
         futures = [pool.submit(_chunk, seed, start, stop, settings, str(path[c])) for c, start, stop in todo]
         for future in as_completed(futures):
@@ -176,10 +173,9 @@ def _run(todo, seed, settings, path, workers, done, n, progress) -> int:
     return done
 
 
-def init_worker(parent: int) -> None:
+def init_worker() -> None:
     """Die with the generating process (no orphans holding memory after a SIGKILL); one BLAS thread."""
-    if not die_with_parent(parent):
-        os._exit(1)
+    exit_with_parent()
     limit_blas_threads()
 
 
