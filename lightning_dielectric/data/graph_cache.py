@@ -41,7 +41,7 @@ from .schema import N_ENERGIES
 from .stream import row_groups
 from .writer import read_metadata, shard_paths
 
-GRAPH_FORMAT_VERSION = 1
+GRAPH_FORMAT_VERSION = 2  # 2: an edge and its reverse are kept together at the cutoff (data.neighbors)
 SERIAL_ROWS = 4096  # below this many structures (under a second) one process builds: no pool to start
 # name: (dtype, shape after the first axis); every array concatenates along its first axis
 ARRAYS = {
