@@ -97,6 +97,20 @@ class Candidate(NamedTuple):
     chi2: float
 
 
+class Law(NamedTuple):
+    """A scaling law: the ``form``'s name and its natural ``params`` (name -> value)."""
+
+    form: str
+    params: dict[str, float]
+
+
+def replicate_laws(fit) -> list[Law]:
+    """The law of every bootstrap replicate of ``fit`` (a :class:`FitResult`; [] without one)."""
+    if fit.boot is None:
+        return []
+    return [Law(fit.form, dict(zip(FORMS[fit.form].params, theta))) for theta in fit.boot]
+
+
 def aicc(rss: float, n: int, k: int) -> float | None:
     """Small-sample Akaike criterion for least squares; None when n ≤ k + 1 or RSS = 0."""
     if n <= k + 1 or not rss > 0:
