@@ -68,6 +68,59 @@ def test_bad_sweep_file_names_the_key(tmp_path, changes, key):
     assert "\n" not in message
 
 
+@pytest.mark.parametrize(
+    "changes, tail",
+    [
+        ({"epochs": "ten"}, "key 'epochs': expected a positive integer, got 'ten'"),  # wrong type
+        ({"study_name": 3}, "key 'study_name': expected a non-empty string, got 3"),
+        ({"data_root": 5}, "key 'data_root': expected a path, got 5"),
+        ({"heartbeat_interval": "fast"}, "key 'heartbeat_interval': expected a positive number, got 'fast'"),
+        ({"storage": " "}, "key 'storage': expected an SQLAlchemy URL or 'journal:PATH', got ' '"),
+        ({"overrides": ["data.batch_size"]},
+         "key 'overrides': expected a mapping of dotted config keys, got ['data.batch_size']"),
+        ({"base": 3}, "key 'base': expected a config path or a mapping family -> path, got 3"),
+        ({"train_sizes": []}, "key 'train_sizes': expected a non-empty list, got []"),
+        ({"seeds": 0}, "key 'seeds': expected a non-empty list, got 0"),
+        ({"design": "diagonal"}, "key 'design[0]': unknown design 'diagonal' (known: data, width, grid)"),
+        ({"out": None}, "key 'out': missing"),  # missing required key
+        ({"study_name": None}, "key 'study_name': missing"),
+        ({"design": "width", "fixed_train_size": None}, "key 'fixed_train_size': missing: design 'width' needs it"),
+        ({"widths": [8, 16, 8]}, "key 'widths': duplicate values in [8, 16, 8]"),
+    ],
+)
+def test_bad_value_message_names_file_key_and_value(tmp_path, changes, tail):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(spec_dict(**changes)))
+    with pytest.raises(SweepSpecError) as err:
+        load_spec(path)
+    assert str(err.value) == f"{path}: {tail}"
+
+
+def test_unknown_key_lists_every_allowed_key_once(tmp_path):
+    import dataclasses
+
+    from lightning_dielectric.sweep.spec import SweepSpec
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(spec_dict(epoch=3)))
+    with pytest.raises(SweepSpecError) as err:
+        load_spec(path)
+    prefix = f"{path}: key 'epoch': unknown key (allowed: "
+    assert str(err.value).startswith(prefix)
+    allowed = str(err.value)[len(prefix):-1].split(", ")
+    assert allowed == [f.name for f in dataclasses.fields(SweepSpec) if f.name != "source"]
+
+
+def test_optional_keys_default_and_convert():
+    spec = parse_spec(spec_dict(design="width", train_sizes=None, fixed_width=None, heartbeat_interval=5,
+                                grace_period=11, families="2b-cgc"))
+    assert spec.design == ("width",) and spec.families == ("2b-cgc",)
+    assert spec.train_sizes == () and spec.fixed_width is None
+    assert spec.heartbeat_interval == 5.0 and isinstance(spec.heartbeat_interval, float)
+    assert spec.base == {"2b-cgc": BASE} and spec.data_root == Path("data/synthetic")
+    assert (spec.devices, spec.workers, spec.max_retries, spec.storage, spec.overrides) == (1, 1, 2, None, {})
+
+
 def test_unreadable_and_non_mapping_files(tmp_path):
     with pytest.raises(SweepSpecError, match="cannot read"):
         load_spec(tmp_path / "missing.yaml")

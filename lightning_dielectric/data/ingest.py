@@ -4,7 +4,7 @@ Sources (``sources.py``): directories of ComputedStructureEntry JSON files (``cs
 HDF5 release (``h5``, whose train/val/test split is kept). Files are parsed and validated in a
 process pool over small chunks; at most ``2 × workers`` chunks are in flight and results are
 consumed in order, so memory does not grow with the number of files. Good records stream to
-``write_dataset``; bad ones (and duplicates of an already ingested ``mat_id``, and with
+the dataset writer; bad ones (and duplicates of an already ingested ``mat_id``, and with
 ``--split-files`` materials listed in no split file) go to ``ROOT/quarantine.jsonl``, one JSON
 object a line: ``{"source", "mat_id", "reason", "kind"}``.
 
@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -45,10 +45,10 @@ from .sources import (
     read_cse_file,
     read_h5_groups,
 )
-from .splits import SPLIT_METHODS, read_split_files
+from .splits import SPLIT_METHODS, SplitRule, read_split_files
 from .subsets import read_subset_files
 from .validate import DUPLICATE, NOT_IN_SPLIT_FILES, BadRecord, check_record, reason_kind
-from .writer import write_dataset
+from .writer import DatasetWriter
 
 FORMATS = ("cse-json", "h5")
 JSON_FILES_PER_TASK = 32
@@ -61,18 +61,18 @@ class IngestError(Exception):
     """A usage problem reported as one line (exit status 2)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class IngestSummary:
     source: str
     format: str
     out: str
-    records: int = 0
-    written: dict = field(default_factory=dict)
-    quarantined: Counter = field(default_factory=Counter)
-    split_method: str = ""
-    missing_from_source: int = 0  # mat_ids of the split files that the source does not hold
-    subsets: dict = field(default_factory=dict)  # dataset.json's train_subsets
-    seconds: float = 0.0
+    records: int  # source records read, good and bad
+    written: dict[str, int]  # rows per split
+    quarantined: Counter  # kind -> records
+    split_method: str
+    missing_from_source: int  # mat_ids of the split files that the source does not hold
+    subsets: dict  # dataset.json's train_subsets
+    seconds: float
 
     @property
     def n_quarantined(self) -> int:
@@ -226,15 +226,24 @@ class Quarantine:
         self.file.close()
 
 
-def _good_tables(results: Iterable, quarantine: Quarantine, split_of: dict | None, summary: IngestSummary,
-                 advance: Callable[[int], None], provenance: dict) -> Iterator[pa.Table]:
-    """Quarantine bad entries and later duplicates; yield tables of about WRITE_ROWS good rows."""
+@dataclass(frozen=True)
+class ReadCounts:
+    """What :func:`_add_good_rows` saw: source records read (good and bad), and the mat_ids of the
+    split files that the source does not hold (0 without split files)."""
+
+    records: int
+    missing_from_source: int
+
+
+def _add_good_rows(results: Iterable, add: Callable[[pa.Table], None], quarantine: Quarantine,
+                   split_of: dict | None, advance: Callable[[int], None]) -> ReadCounts:
+    """Quarantine bad entries and later duplicates; ``add`` tables of about WRITE_ROWS good rows."""
     seen: set[str] = set()
     buffer: list[pa.Table] = []
-    buffered = 0
+    buffered = records = 0
     for table, sources, bad, units in results:
         advance(units)
-        summary.records += len(bad) + len(sources)
+        records += len(bad) + len(sources)
         for entry in bad:
             quarantine.add(*entry)
         if table is None:
@@ -252,14 +261,11 @@ def _good_tables(results: Iterable, quarantine: Quarantine, split_of: dict | Non
         buffer.append(table if keep.all() else table.filter(pa.array(keep)))
         buffered += int(keep.sum())
         if buffered >= WRITE_ROWS:
-            yield pa.concat_tables(buffer)
+            add(pa.concat_tables(buffer))
             buffer, buffered = [], 0
     if buffer:
-        yield pa.concat_tables(buffer)
-    if split_of is not None:
-        summary.missing_from_source = len(split_of) - len(seen)
-    # The writer builds dataset.json only after consuming every table, so this lands in it.
-    provenance.update(records_read=summary.records, quarantined=dict(summary.quarantined))
+        add(pa.concat_tables(buffer))
+    return ReadCounts(records, 0 if split_of is None else len(split_of) - len(seen))
 
 
 def ingest(source: str | Path, out: str | Path, *, fmt: str | None = None, workers: int = 1, seed: int = 0,
@@ -274,9 +280,8 @@ def ingest(source: str | Path, out: str | Path, *, fmt: str | None = None, worke
     fmt = fmt or detect_format(source)
     if fmt not in FORMATS:
         raise IngestError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
-    if split_method not in SPLIT_METHODS:
-        raise IngestError(f"unknown split method {split_method!r} (choose from {', '.join(SPLIT_METHODS)})")
     try:
+        rule = SplitRule.choose(split_method, split_seed, default_seed=seed)
         split_of = read_split_files(split_files) if split_files is not None else None
         subsets = read_subset_files(split_files, split_of) if split_files is not None else None
     except (OSError, ValueError) as err:
@@ -287,29 +292,26 @@ def ingest(source: str | Path, out: str | Path, *, fmt: str | None = None, worke
         raise IngestError(f"{source}: no {kind} files found")
 
     start = time.perf_counter()
-    summary = IngestSummary(source=str(source), format=fmt, out=str(out))
     out.parent.mkdir(parents=True, exist_ok=True)
     quarantine = Quarantine(out.parent / f".{out.name}.quarantine-{os.getpid()}.jsonl")
-    summary.quarantined = quarantine.counts
     provenance = {"source": str(source.resolve()), "format": fmt, "split_files": None if split_files is None
                   else str(Path(split_files).resolve())}
     try:
-        with progress_bar(total, enabled=progress) as advance:
-            tables = _good_tables(ordered_map(process_task, tasks, workers), quarantine, split_of, summary,
-                                  advance, provenance)
-            meta = write_dataset(tables, out, seed=seed, split_method=split_method, split_seed=split_seed,
-                                 split_of=split_of, subsets=subsets, provenance=provenance, overwrite=overwrite)
+        with progress_bar(total, enabled=progress) as advance, DatasetWriter(out, overwrite=overwrite) as writer:
+            read = _add_good_rows(ordered_map(process_task, tasks, workers), writer.add, quarantine, split_of, advance)
+            meta = writer.finish(seed=seed, rule=rule, split_of=split_of, subsets=subsets, provenance={
+                **provenance, "records_read": read.records, "quarantined": dict(quarantine.counts)})
         quarantine.close()
         os.replace(quarantine.path, out / "quarantine.jsonl")
     finally:
         quarantine.close()
         quarantine.path.unlink(missing_ok=True)
-    summary.written = meta["counts"]
     split = meta["split"]
-    summary.split_method = split["method"] + (f", seed {split['seed']}" if split["seed"] is not None else "")
-    summary.subsets = meta["train_subsets"]
-    summary.seconds = time.perf_counter() - start
-    return summary
+    return IngestSummary(
+        source=str(source), format=fmt, out=str(out), records=read.records, written=meta["counts"],
+        quarantined=quarantine.counts, missing_from_source=read.missing_from_source, subsets=meta["train_subsets"],
+        split_method=split["method"] + (f", seed {split['seed']}" if split["seed"] is not None else ""),
+        seconds=time.perf_counter() - start)
 
 
 @contextmanager

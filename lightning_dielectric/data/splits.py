@@ -13,6 +13,7 @@ simply the first D rows: D1 < D2 implies subset(D1) ⊂ subset(D2).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,30 @@ from .schema import SPLITS
 PAPER_TRAIN_SIZES = tuple(2500 * 2**k for k in range(7))  # 2,500 … 160,000
 SPLIT_METHODS = ("paper", "balanced")
 PAPER_SPLIT_SEED = 42
+
+
+@dataclass(frozen=True)
+class SplitRule:
+    """The formula split of rows that neither split files nor the source assign: ``method`` (one of
+    ``SPLIT_METHODS``), its ``seed`` and the (train, val, test) ``fractions`` of the rows."""
+
+    method: str
+    seed: int
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+
+    @classmethod
+    def choose(cls, method: str, seed: int | None, fractions=(0.8, 0.1, 0.1), *, default_seed: int = 0) -> SplitRule:
+        """The rule for ``method``; without ``seed`` the paper's 42 for ``paper``, else ``default_seed``."""
+        if method not in SPLIT_METHODS:
+            raise ValueError(f"unknown split method {method!r} (choose from {', '.join(SPLIT_METHODS)})")
+        if seed is None:
+            seed = PAPER_SPLIT_SEED if method == "paper" else default_seed
+        return cls(method, seed, tuple(fractions))
+
+    def split(self, formulas: list[str]) -> np.ndarray:
+        """Each row's split index (0 train, 1 val, 2 test) from its reduced formula."""
+        splitter = split_like_paper if self.method == "paper" else split_by_formula
+        return splitter(formulas, self.fractions, self.seed)
 
 
 def _check_fractions(fractions: tuple[float, float, float]) -> None:

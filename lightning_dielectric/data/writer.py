@@ -10,7 +10,9 @@ complete; an existing ROOT is never overwritten unless asked.
 Writing is two-pass so that memory does not grow with the dataset: incoming tables are first
 staged to disk while only (mat_id, formula, split) are kept in memory; then splits and the
 seeded training order are decided, staged rows are bucketed per output shard, and each output
-shard is assembled from its bucket alone.
+shard is assembled from its bucket alone. :func:`write_dataset` does it for an iterable of tables;
+:class:`DatasetWriter` lets the caller stage tables one by one and hand the provenance (e.g. the
+ingest's counts) over when it finishes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import shutil
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +33,7 @@ import pyarrow.parquet as pq
 from .. import __version__
 from ..outputs import make_temp_dir
 from .schema import COLUMNS, E_MAX_EV, E_MIN_EV, N_ENERGIES, SCHEMA, SCHEMA_VERSION, SPLITS, schema_description
-from .splits import PAPER_SPLIT_SEED, SPLIT_METHODS, split_by_formula, split_like_paper, training_order
+from .splits import SplitRule, training_order
 
 SHARD_ROWS = 4096
 ROW_GROUP_ROWS = 256
@@ -69,82 +72,136 @@ def write_dataset(
     ``ROOT/subsets/train_<D>.txt``, keeping the listed materials that are in the written
     training split. Returns the metadata written to ``dataset.json``.
     """
-    if split_method not in SPLIT_METHODS:
-        raise ValueError(f"unknown split method {split_method!r} (choose from {', '.join(SPLIT_METHODS)})")
-    if split_seed is None:
-        split_seed = PAPER_SPLIT_SEED if split_method == "paper" else seed
-    split_rule = (split_method, split_seed, fractions)
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise DatasetExistsError(f"{out}: dataset already exists (pass overwrite to replace it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_dir(out.parent, f".{out.name}.tmp-")
-    try:
-        meta = _write(tables, tmp, seed, split_rule, split_of, subsets or {}, provenance or {}, shard_rows,
-                      row_group_rows)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+    rule = SplitRule.choose(split_method, split_seed, fractions, default_seed=seed)
+    with DatasetWriter(out, overwrite=overwrite) as writer:
+        for table in tables:
+            writer.add(table)
+        return writer.finish(seed=seed, rule=rule, split_of=split_of, subsets=subsets, provenance=provenance,
+                             shard_rows=shard_rows, row_group_rows=row_group_rows)
+
+
+class DatasetWriter:
+    """A dataset written in two phases: :meth:`add` stages tables to disk, :meth:`finish` decides the
+    splits and the training order, writes the shards and ``dataset.json`` and renames the directory
+    onto ``out``. A context manager: leaving it without :meth:`finish` leaves nothing behind."""
+
+    def __init__(self, out: str | Path, *, overwrite: bool = False):
+        self.out = Path(out)
+        if self.out.exists() and not overwrite:
+            raise DatasetExistsError(f"{self.out}: dataset already exists (pass overwrite to replace it)")
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = make_temp_dir(self.out.parent, f".{self.out.name}.tmp-")
+        self.staged = _Staged(self.tmp / "_staging")
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def add(self, table: pa.Table) -> None:
+        """Stage ``table`` (the columns of ``SCHEMA``; an optional ``split`` column)."""
+        self.staged.add(table)
+
+    def finish(self, *, seed: int, rule: SplitRule, split_of: dict[str, int] | None = None,
+               subsets: dict[int, list[str]] | None = None, provenance: dict | None = None,
+               shard_rows: int = SHARD_ROWS, row_group_rows: int = ROW_GROUP_ROWS) -> dict:
+        """Write the staged rows as the dataset (see :func:`write_dataset`); returns ``dataset.json``."""
+        mat_ids = self.staged.mat_ids
+        if len(set(mat_ids)) != len(mat_ids):
+            raise ValueError("duplicate mat_id among the rows to write")
+        split, split_record = _assign_splits(self.staged, rule, split_of)
+        position, counts = _order(split, mat_ids, seed)
+        buckets = self.tmp / "_buckets"
+        _bucket(self.staged, split, position, buckets, shard_rows)
+        shards = _assemble(self.tmp, buckets, counts, shard_rows=shard_rows, row_group_rows=row_group_rows)
+        train_set = {mat_ids[i] for i in np.flatnonzero(split == 0)}
+        meta = {
+            "schema_version": SCHEMA_VERSION,
+            "schema": schema_description(),
+            "energy_grid_ev": {"start": E_MIN_EV, "stop": E_MAX_EV, "num": N_ENERGIES},
+            "counts": counts,
+            "dropped_not_in_split_files": int((split < 0).sum()),
+            "split": split_record,
+            "training_order": "seeded permutation; the first D rows are the nested training subset of size D",
+            "training_order_seed": seed,
+            "shards": shards,
+            "train_subsets": _write_subsets(self.tmp, subsets or {}, train_set),
+            "provenance": {"package_version": __version__, "created_unix": int(time.time()), **(provenance or {})},
+        }
+        (self.tmp / "dataset.json").write_text(json.dumps(meta, indent=2))
+        if self.out.exists():
+            shutil.rmtree(self.out)
+        self.tmp.rename(self.out)
         return meta
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _write(tables, tmp: Path, seed, split_rule, split_of, subsets, provenance, shard_rows, row_group_rows) -> dict:
-    method, split_seed, fractions = split_rule
-    staging = tmp / "_staging"
-    staging.mkdir()
-    mat_ids: list[str] = []
-    formulas: list[str] = []
-    given_split: list[int] = []
-    n_staged = 0
-    for table in tables:
+@dataclass
+class _Staged:
+    """Incoming rows staged to ``dir`` as ``stage-NNNNNN.parquet``; in memory only what the split and
+    the order need: mat_id, formula and the ``split`` column's index where the tables have one."""
+
+    dir: Path
+    files: int = 0
+    mat_ids: list[str] = field(default_factory=list)
+    formulas: list[str] = field(default_factory=list)
+    given_split: list[int] = field(default_factory=list)
+
+    def path(self, k: int) -> Path:
+        return self.dir / f"stage-{k:06d}.parquet"
+
+    def add(self, table: pa.Table) -> None:
         if table.num_rows == 0:
-            continue
-        pq.write_table(
-            table.select(list(COLUMNS)).cast(SCHEMA),
-            staging / f"stage-{n_staged:06d}.parquet",
-            use_dictionary=DICTIONARY_COLUMNS,
-        )
-        n_staged += 1
-        mat_ids.extend(table.column("mat_id").to_pylist())
-        formulas.extend(table.column("formula").to_pylist())
+            return
+        self.dir.mkdir(exist_ok=True)
+        pq.write_table(table.select(list(COLUMNS)).cast(SCHEMA), self.path(self.files),
+                       use_dictionary=DICTIONARY_COLUMNS)
+        self.files += 1
+        self.mat_ids.extend(table.column("mat_id").to_pylist())
+        self.formulas.extend(table.column("formula").to_pylist())
         if "split" in table.column_names:
-            given_split.extend(SPLITS.index(s) for s in table.column("split").to_pylist())
-    n = len(mat_ids)
-    if len(set(mat_ids)) != n:
-        raise ValueError("duplicate mat_id among the rows to write")
+            self.given_split.extend(SPLITS.index(s) for s in table.column("split").to_pylist())
 
+
+def _assign_splits(staged: _Staged, rule: SplitRule, split_of: dict[str, int] | None) -> tuple[np.ndarray, dict]:
+    """Each staged row's split index (-1: in no split file, dropped) and the ``split`` record."""
+    n = len(staged.mat_ids)
+    method, seed = rule.method, rule.seed
     if split_of is not None:
-        split = np.array([split_of.get(m, -1) for m in mat_ids], dtype=np.int8)
-        method, split_seed = "split-files", None
-    elif given_split and len(given_split) == n:
-        split = np.array(given_split, dtype=np.int8)
-        method, split_seed = "source", None
+        split = np.array([split_of.get(m, -1) for m in staged.mat_ids], dtype=np.int8)
+        method, seed = "split-files", None
+    elif staged.given_split and len(staged.given_split) == n:
+        split = np.array(staged.given_split, dtype=np.int8)
+        method, seed = "source", None
     elif not n:
         split = np.zeros(0, np.int8)
     else:
-        splitter = split_like_paper if method == "paper" else split_by_formula
-        split = splitter(formulas, fractions, split_seed)
+        split = rule.split(staged.formulas)
+    return split, {"method": method, "seed": seed, "fractions": list(rule.fractions)}
 
-    # Destination of every staged row: (split, position within split).
-    position = np.full(n, -1, dtype=np.int64)
+
+def _order(split: np.ndarray, mat_ids: list[str], seed: int) -> tuple[np.ndarray, dict[str, int]]:
+    """Position of every row within its split (-1 for dropped rows) and the rows per split: the
+    training rows in the seeded order, val and test sorted by mat_id."""
+    position = np.full(len(split), -1, dtype=np.int64)
     counts = {}
     for s, name in enumerate(SPLITS):
         rows = np.flatnonzero(split == s)
         if name == "train":
             rows = rows[training_order(len(rows), seed)]
-        else:  # deterministic order for val/test: sorted by mat_id
+        else:
             rows = rows[np.argsort(np.asarray([mat_ids[i] for i in rows], dtype=object), kind="stable")]
         position[rows] = np.arange(len(rows))
         counts[name] = int(len(rows))
+    return position, counts
 
-    # Pass 1: bucket staged rows by output shard.
-    buckets = tmp / "_buckets"
+
+def _bucket(staged: _Staged, split: np.ndarray, position: np.ndarray, buckets: Path, shard_rows: int) -> None:
+    """Pass 1: move the staged rows into ``buckets/<split>/<shard>/``, with their position as ``_pos``."""
     offset = 0
-    for k in range(n_staged):
-        table = pq.read_table(staging / f"stage-{k:06d}.parquet")
+    for k in range(staged.files):
+        table = pq.read_table(staged.path(k))
         s_part = split[offset : offset + table.num_rows]
         p_part = position[offset : offset + table.num_rows]
         offset += table.num_rows
@@ -155,10 +212,14 @@ def _write(tables, tmp: Path, seed, split_rule, split_of, subsets, provenance, s
                 d = buckets / name / f"{shard:05d}"
                 d.mkdir(parents=True, exist_ok=True)
                 pq.write_table(piece, d / f"{k:06d}.parquet", use_dictionary=DICTIONARY_COLUMNS)
-        (staging / f"stage-{k:06d}.parquet").unlink()
-    staging.rmdir()
+        staged.path(k).unlink()
+    if staged.dir.exists():
+        staged.dir.rmdir()
 
-    # Pass 2: assemble each output shard in order.
+
+def _assemble(tmp: Path, buckets: Path, counts: dict[str, int], *, shard_rows: int, row_group_rows: int) -> list[dict]:
+    """Pass 2: each output shard ``tmp/<split>/part-NNNNN.parquet`` from its bucket, rows in order;
+    returns the ``shards`` record (path, rows, SHA-256)."""
     shards = []
     for name in SPLITS:
         (tmp / name).mkdir()
@@ -174,23 +235,7 @@ def _write(tables, tmp: Path, seed, split_rule, split_of, subsets, provenance, s
             shutil.rmtree(d)
     if buckets.exists():
         shutil.rmtree(buckets)
-    train_set = {mat_ids[i] for i in np.flatnonzero(split == 0)}
-
-    meta = {
-        "schema_version": SCHEMA_VERSION,
-        "schema": schema_description(),
-        "energy_grid_ev": {"start": E_MIN_EV, "stop": E_MAX_EV, "num": N_ENERGIES},
-        "counts": counts,
-        "dropped_not_in_split_files": int((split < 0).sum()),
-        "split": {"method": method, "seed": split_seed, "fractions": list(fractions)},
-        "training_order": "seeded permutation; the first D rows are the nested training subset of size D",
-        "training_order_seed": seed,
-        "shards": shards,
-        "train_subsets": _write_subsets(tmp, subsets, train_set),
-        "provenance": {"package_version": __version__, "created_unix": int(time.time()), **provenance},
-    }
-    (tmp / "dataset.json").write_text(json.dumps(meta, indent=2))
-    return meta
+    return shards
 
 
 def _write_subsets(tmp: Path, subsets: dict[int, list[str]], train_set: set[str]) -> dict:

@@ -5,12 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from ..outputs import OutputDirError, check_output_dir, replaced_dir
+from ..outputs import OutputDirError
 from .forms import FORMS_1D, FORMS_2D
-
-REPORT_MARKER = "fits.json"  # every earlier output of laws fit has it
 
 
 def _fail(prog: str, err: Exception) -> int:
@@ -20,12 +17,7 @@ def _fail(prog: str, err: Exception) -> int:
 
 def fit_main(argv: list[str]) -> int:
     from .ensembles import read_ensembles
-    from .fit import fit_series
-    from .frontier import family_frontiers
-    from .holdout import holdout_fits
-    from .report import write_report
-    from .robust import robust_fits
-    from .runs import read_runs, series
+    from .pipeline import BOOTSTRAP, HOLDOUT, fit_report
 
     prog = "lightning-dielectric laws fit"
     ap = argparse.ArgumentParser(prog=prog, description="Fit 1D and 2D scaling laws to a runs table and write "
@@ -33,7 +25,7 @@ def fit_main(argv: list[str]) -> int:
     ap.add_argument("runs", help="runs table (.parquet or .csv) as 'sweep export' or 'laws import-optimetal' write it")
     ap.add_argument("--out", required=True, help="output directory: new, empty or an earlier 'laws fit' output, "
                                                  "which is replaced as a whole")
-    ap.add_argument("--bootstrap", type=int, default=200,
+    ap.add_argument("--bootstrap", type=int, default=BOOTSTRAP,
                     help="bootstrap replicates over seeds for the intervals (0: none; default: %(default)s)")
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
     ap.add_argument("--forms-1d", nargs="+", choices=FORMS_1D, default=list(FORMS_1D), metavar="FORM",
@@ -41,7 +33,7 @@ def fit_main(argv: list[str]) -> int:
     ap.add_argument("--forms-2d", nargs="+", choices=FORMS_2D, default=list(FORMS_2D), metavar="FORM",
                     help="laws fitted over the (N, D) grid, from {%(choices)s} (default: all)")
     ap.add_argument("--no-tensorboard", action="store_true", help="skip the TensorBoard event file")
-    ap.add_argument("--holdout", type=int, default=1, metavar="K",
+    ap.add_argument("--holdout", type=int, default=HOLDOUT, metavar="K",
                     help="extrapolation check: refit every 1D form without the K largest points of its axis "
                          "(0: off; default: %(default)s)")
     ap.add_argument("--huber", action="store_true", help="also fit every form in log space with a Huber loss")
@@ -51,26 +43,12 @@ def fit_main(argv: list[str]) -> int:
     if args.holdout < 0:
         return _fail(prog, ValueError(f"--holdout must be ≥ 0, got {args.holdout}"))
     try:
-        check_output_dir(Path(args.out), REPORT_MARKER)
-        df = read_runs(args.runs)
-        all_series, notes = series(df)
         ensembles = read_ensembles(args.ensembles) if args.ensembles else None
+        print(fit_report(args.runs, args.out, bootstrap=args.bootstrap, seed=args.seed, forms_1d=args.forms_1d,
+                         forms_2d=args.forms_2d, tensorboard=not args.no_tensorboard, holdout=args.holdout,
+                         huber=args.huber, ensembles=ensembles))
     except (OSError, ValueError, OutputDirError) as err:
         return _fail(prog, err)
-    if not all_series:
-        return _fail(prog, ValueError(f"{args.runs}: no family has ≥ 2 distinct D or N values to fit"))
-    records = fit_series(all_series, forms_1d=args.forms_1d, forms_2d=args.forms_2d,
-                         bootstrap=args.bootstrap, seed=args.seed)
-    holdout = holdout_fits(all_series, args.holdout, args.forms_1d) if args.holdout else None
-    robust = robust_fits(records, all_series) if args.huber else None
-    out = Path(args.out)
-    with replaced_dir(out, REPORT_MARKER) as tmp:
-        write_report(tmp, records, all_series, source=str(args.runs), n_runs=len(df), notes=notes,
-                     tensorboard=not args.no_tensorboard, runs=df, holdout=holdout, holdout_k=args.holdout,
-                     frontiers=family_frontiers(df, records, args.bootstrap, args.seed), robust=robust,
-                     ensembles=ensembles)
-    failed = sum(r["status"] != "ok" for r in records)
-    print(f"{len(records)} fits ({failed} failed) over {len(all_series)} series → {out / 'report.md'}")
     return 0
 
 
@@ -108,6 +86,7 @@ def plan_main(argv: list[str]) -> int:
 
     from .fit import fit_form
     from .frontier import compute_model, describe_compute, plan_compute
+    from .pipeline import BOOTSTRAP
     from .plan import SEED_NOISE_NOTE, describe, plan_with_interval
     from .report import json_default, public
     from .runs import read_runs, series
@@ -130,7 +109,7 @@ def plan_main(argv: list[str]) -> int:
                     help="2D law, one of {%(choices)s} (default: auto, the lowest AICc)")
     ap.add_argument("--tol", type=float, default=0.01,
                     help="relative loss gain below which more parameters 'stop paying' (default: %(default)s)")
-    ap.add_argument("--bootstrap", type=int, default=200,
+    ap.add_argument("--bootstrap", type=int, default=BOOTSTRAP,
                     help="bootstrap replicates for the interval (0: none; default: %(default)s)")
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
     ap.add_argument("--json", action="store_true", help="print the answer as JSON")

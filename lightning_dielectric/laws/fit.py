@@ -24,11 +24,12 @@ import math
 import warnings
 import zlib
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from scipy.optimize import OptimizeWarning, curve_fit
 
-from .forms import FORMS, Form, starts
+from .forms import FORMS, FORMS_1D, FORMS_2D, Form, starts
 
 MAX_NFEV_LM = 5000  # per start; a start that needs more is a poor start
 MAX_NFEV_TRF = 1000
@@ -79,13 +80,35 @@ class FitResult:
     starts_ok: int = 0
     starts_total: int = 0
     reference: dict | None = None  # the conventional single-start fit, for comparison
-    theta: np.ndarray | None = None  # internal parameters of the optimum
     boot: np.ndarray | None = None  # (B_ok, k) natural parameters of bootstrap replicates
 
     def record(self) -> dict:
         keys = ("form", "n", "status", "message", "params", "stderr", "ci95", "aicc", "rss", "chi2",
                 "weighting", "absolute_sigma", "starts_ok", "starts_total", "reference")
         return {k: getattr(self, k) for k in keys}
+
+
+class Candidate(NamedTuple):
+    """One converged local fit: internal (log10-scale) parameters ``theta`` (k,), their covariance
+    ``pcov`` (k, k) and the weighted objective ``chi2``."""
+
+    theta: np.ndarray
+    pcov: np.ndarray
+    chi2: float
+
+
+class Law(NamedTuple):
+    """A scaling law: the ``form``'s name and its natural ``params`` (name -> value)."""
+
+    form: str
+    params: dict[str, float]
+
+
+def replicate_laws(fit) -> list[Law]:
+    """The law of every bootstrap replicate of ``fit`` (a :class:`FitResult`; [] without one)."""
+    if fit.boot is None:
+        return []
+    return [Law(fit.form, dict(zip(FORMS[fit.form].params, theta))) for theta in fit.boot]
 
 
 def aicc(rss: float, n: int, k: int) -> float | None:
@@ -100,9 +123,9 @@ def _finite(v) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _curve_fit(form: Form, lx, y, sigma, absolute_sigma, theta0, bounded: bool):
+def _curve_fit(form: Form, lx, y, sigma, absolute_sigma, theta0, bounded: bool) -> Candidate | None:
     """One curve_fit call: Levenberg–Marquardt, or trust-region reflective within the form's
-    bounds; returns (theta, pcov, chi2) or None if it failed or left the finite range."""
+    bounds; None if it failed or left the finite range."""
     kw = dict(p0=theta0, sigma=sigma, absolute_sigma=absolute_sigma)
     if bounded:
         lo, hi = form.bounds_internal()
@@ -120,10 +143,10 @@ def _curve_fit(form: Form, lx, y, sigma, absolute_sigma, theta0, bounded: bool):
     if not np.all(np.isfinite(pred)) or not np.all(np.isfinite(theta)):
         return None
     w = 1.0 if sigma is None else sigma
-    return theta, pcov, float(np.sum(((y - pred) / w) ** 2))
+    return Candidate(theta, pcov, float(np.sum(((y - pred) / w) ** 2)))
 
 
-def _best_fit(form: Form, lx, y, sigma, absolute_sigma, thetas) -> tuple[tuple | None, int]:
+def _best_fit(form: Form, lx, y, sigma, absolute_sigma, thetas) -> tuple[Candidate | None, int]:
     """Lowest-chi² local fit over the starts ``thetas``, and how many starts converged.
 
     Every start is fitted without bounds first (Levenberg–Marquardt, fast). For a bounded form an
@@ -135,35 +158,36 @@ def _best_fit(form: Form, lx, y, sigma, absolute_sigma, thetas) -> tuple[tuple |
     fits = [_curve_fit(form, lx, y, sigma, absolute_sigma, np.asarray(t, dtype=float), bounded=False) for t in thetas]
     if not form.bounded:
         ok = [f for f in fits if f is not None]
-        return (min(ok, key=lambda f: f[2]) if ok else None), len(ok)
+        return (min(ok, key=lambda f: f.chi2) if ok else None), len(ok)
     lo, _ = form.bounds_internal()
-    feasible = [f for f in fits if f is not None and np.all(f[0] >= lo)]
-    outside = sorted((f for f in fits if f is not None and not np.all(f[0] >= lo)), key=lambda f: f[2])
+    feasible = [f for f in fits if f is not None and np.all(f.theta >= lo)]
+    outside = sorted((f for f in fits if f is not None and not np.all(f.theta >= lo)), key=lambda f: f.chi2)
     failed = [np.asarray(t, dtype=float) for t, f in zip(thetas, fits) if f is None]
-    best = min(feasible, key=lambda f: f[2]) if feasible else None
+    best = min(feasible, key=lambda f: f.chi2) if feasible else None
     converged = len(feasible)
     for f in outside:
-        if best is not None and f[2] >= best[2]:
+        if best is not None and f.chi2 >= best.chi2:
             break
-        polished = _curve_fit(form, lx, y, sigma, absolute_sigma, f[0], bounded=True)
+        polished = _curve_fit(form, lx, y, sigma, absolute_sigma, f.theta, bounded=True)
         if polished is not None:
             converged += 1
-            best = polished if best is None or polished[2] < best[2] else best
+            best = polished if best is None or polished.chi2 < best.chi2 else best
     for theta in failed:
         polished = _curve_fit(form, lx, y, sigma, absolute_sigma, theta, bounded=True)
         if polished is not None:
             converged += 1
-            best = polished if best is None or polished[2] < best[2] else best
+            best = polished if best is None or polished.chi2 < best.chi2 else best
     return best, converged
 
 
-def _summary(form: Form, lx, y, theta, pcov) -> dict:
+def _summary(form: Form, lx, y, fit: Candidate) -> dict:
+    """Natural parameters, their standard errors, the unweighted RSS and the AICc of ``fit``."""
     with np.errstate(all="ignore"):
-        pred = form.model(lx, *theta)
+        pred = form.model(lx, *fit.theta)
     rss = float(np.sum((y - pred) ** 2))
-    natural = form.to_natural(theta)
-    jac = form.jacobian_to_natural(theta)
-    var = np.diag(pcov) * jac**2 if pcov is not None else np.full(form.k, np.nan)
+    natural = form.to_natural(fit.theta)
+    jac = form.jacobian_to_natural(fit.theta)
+    var = np.diag(fit.pcov) * jac**2 if fit.pcov is not None else np.full(form.k, np.nan)
     return {
         "params": {p: float(v) for p, v in zip(form.params, natural)},
         "stderr": {p: _finite(np.sqrt(v)) if v >= 0 else None for p, v in zip(form.params, var)},
@@ -182,60 +206,61 @@ def fit_form(form: Form | str, points: Points, *, absolute_sigma: bool | None = 
     form = FORMS[form] if isinstance(form, str) else form
     absolute_sigma = (form.dim == 2) if absolute_sigma is None else absolute_sigma
     n = points.n
-    result = FitResult(form=form.name, n=n, status="failed", absolute_sigma=absolute_sigma)
     if n < form.k:
-        result.message = f"{n} points for {form.k} parameters"
-        return result
-    sigma, result.weighting = points.sigma()
-    if sigma is None:
-        absolute_sigma = False
-        result.absolute_sigma = False
+        return FitResult(form=form.name, n=n, status="failed", message=f"{n} points for {form.k} parameters",
+                         absolute_sigma=absolute_sigma)
+    sigma, weighting = points.sigma()
+    absolute_sigma = absolute_sigma and sigma is not None
     lx, y = np.log(np.asarray(points.x, dtype=float)), points.mean
     x_nat = np.asarray(points.x, dtype=float)
     reference_theta = form.to_internal(form.reference_start(x_nat, y))
     candidates = starts(form, x_nat, y)
-    best, result.starts_ok = _best_fit(form, lx, y, sigma, absolute_sigma, candidates)
+    best, starts_ok = _best_fit(form, lx, y, sigma, absolute_sigma, candidates)
     reference, _ = _best_fit(form, lx, y, sigma, absolute_sigma, [reference_theta])
-    result.starts_total = len(candidates)
-    if best is None or (reference is not None and reference[2] < best[2]):
+    if best is None or (reference is not None and reference.chi2 < best.chi2):
         best = reference
+    common = dict(form=form.name, n=n, weighting=weighting, absolute_sigma=absolute_sigma, starts_ok=starts_ok,
+                  starts_total=len(candidates))
     if best is None:
-        result.message = f"no start of {len(candidates) + 1} converged"
-        return result
-    theta, pcov, chi2 = best
-    summary = _summary(form, lx, y, theta, pcov)
-    result.status = "ok"
-    result.theta = theta
-    result.chi2 = chi2
-    result.params, result.stderr = summary["params"], summary["stderr"]
-    result.rss, result.aicc = summary["rss"], summary["aicc"]
+        return FitResult(status="failed", message=f"no start of {len(candidates) + 1} converged", **common)
+    summary = _summary(form, lx, y, best)
+    ref = None
     if reference is not None:
-        ref = _summary(form, lx, y, reference[0], reference[1])
-        result.reference = {"params": ref["params"], "rss": ref["rss"], "aicc": ref["aicc"], "chi2": reference[2]}
+        r = _summary(form, lx, y, reference)
+        ref = {"params": r["params"], "rss": r["rss"], "aicc": r["aicc"], "chi2": reference.chi2}
+    boot, message = None, ""
     if bootstrap > 0:
-        _bootstrap(form, points, result, sigma, absolute_sigma, bootstrap, seed, reference_theta)
-    return result
+        boot, message = _bootstrap(form, points, [best.theta, reference_theta], sigma=sigma,
+                                   absolute_sigma=absolute_sigma, replicates=bootstrap, seed=seed)
+    return FitResult(status="ok", message=message, params=summary["params"], stderr=summary["stderr"],
+                     ci95=None if boot is None else _ci95(form, boot), aicc=summary["aicc"], rss=summary["rss"],
+                     chi2=best.chi2, reference=ref, boot=boot, **common)
 
 
-def _bootstrap(form, points, result, sigma, absolute_sigma, b, seed, reference_theta):
-    """Percentile intervals from resampling each point's seeds with replacement."""
+def _bootstrap(form: Form, points: Points, thetas: list[np.ndarray], *, sigma, absolute_sigma: bool,
+               replicates: int, seed: int) -> tuple[np.ndarray | None, str]:
+    """Refit ``replicates`` resamplings of each point's seeds (with replacement; sigma fixed),
+    starting from ``thetas``: the natural parameters of the converged refits (B_ok, k), or None
+    and the reason when there is no spread to resample or too few refits converge."""
     if all(len(r) < 2 for r in points.runs):
-        result.message = "bootstrap skipped: one seed per point"
-        return
+        return None, "bootstrap skipped: one seed per point"
     rng = np.random.default_rng(seed)
     lx = np.log(np.asarray(points.x, dtype=float))
     samples = []
-    for _ in range(b):
+    for _ in range(replicates):
         y = np.array([rng.choice(r, size=len(r), replace=True).mean() for r in points.runs])
-        best, _ = _best_fit(form, lx, y, sigma, absolute_sigma, [result.theta, reference_theta])
+        best, _ = _best_fit(form, lx, y, sigma, absolute_sigma, thetas)
         if best is not None:
-            samples.append(form.to_natural(best[0]))
-    if len(samples) < max(10, b // 2):
-        result.message = f"bootstrap: only {len(samples)} of {b} replicates converged"
-        return
-    result.boot = np.array(samples)
-    lo, hi = np.percentile(result.boot, [2.5, 97.5], axis=0)
-    result.ci95 = {p: [float(a), float(c)] for p, a, c in zip(form.params, lo, hi)}
+            samples.append(form.to_natural(best.theta))
+    if len(samples) < max(10, replicates // 2):
+        return None, f"bootstrap: only {len(samples)} of {replicates} replicates converged"
+    return np.array(samples), ""
+
+
+def _ci95(form: Form, boot: np.ndarray) -> dict[str, list[float]]:
+    """Percentile 95 % interval of every parameter over the bootstrap replicates ``boot`` (B, k)."""
+    lo, hi = np.percentile(boot, [2.5, 97.5], axis=0)
+    return {p: [float(a), float(c)] for p, a, c in zip(form.params, lo, hi)}
 
 
 def fit_series(all_series, *, forms_1d=None, forms_2d=None, bootstrap: int = 0, seed: int = 0) -> list[dict]:
@@ -243,8 +268,6 @@ def fit_series(all_series, *, forms_1d=None, forms_2d=None, bootstrap: int = 0, 
     ``source``); returns ``fits.json`` records with ``delta_aicc`` against the best form of the
     same family and axis and ``x_range`` (measured [min, max] per axis). Bootstrap seeds are derived from ``seed`` and the fit's name, so one
     fit's interval does not change when others are added."""
-    from .forms import FORMS_1D, FORMS_2D
-
     records = []
     for s in all_series:
         names = (forms_2d or FORMS_2D) if s.axis == "ND" else (forms_1d or FORMS_1D)

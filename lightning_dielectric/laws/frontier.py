@@ -28,6 +28,7 @@ from scipy.optimize import minimize_scalar
 
 from lightning_dielectric.training.flops import TRAIN_FLOP_FACTOR
 
+from .fit import replicate_laws
 from .forms import FORMS
 
 SEARCH_DECADES = 3.0  # N* is searched from 10^-3 × the smallest to 10^3 × the largest measured N
@@ -102,9 +103,8 @@ def law_frontier(fit, model: ComputeModel, c_range: tuple[float, float], points:
            "a": a, "b": b, "loss_slope": gamma, "interior": all(x[3] for x in best)}
     if fit.boot is not None:
         reps = []
-        for theta in fit.boot:
-            p = dict(zip(FORMS[fit.form].params, theta))
-            rep = [optimum(fit.form, p, model, c) for c in compute]
+        for law in replicate_laws(fit):
+            rep = [optimum(law.form, law.params, model, c) for c in compute]
             if all(r[3] for r in rep):
                 reps.append(slopes(compute, *(np.array([r[k] for r in rep]) for k in (1, 2, 0))))
         if reps:
@@ -249,8 +249,7 @@ def plan_compute(fit, model: ComputeModel, target: float | None = None, compute:
     and/or the least loss for ``compute`` FLOPs, each with N*, D* and 95 % percentile intervals
     over the fit's bootstrap replicates (seed noise only)."""
     out: dict = {"compute_model": model.__dict__}
-    replicates = [] if fit.boot is None else [
-        type("Rep", (), {"form": fit.form, "params": dict(zip(FORMS[fit.form].params, theta))})() for theta in fit.boot]
+    replicates = replicate_laws(fit)
     if target is not None:
         best = compute_for_loss(fit, model, target)
         out["for_loss"] = {"target": target, "reachable": best is not None}

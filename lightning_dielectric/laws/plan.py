@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import brentq
 
+from .fit import replicate_laws
 from .forms import FORMS
 
 HUGE = 1e250  # stands in for N → ∞ or D → ∞ (the forms are evaluated in log space)
@@ -104,11 +105,10 @@ def plan_with_interval(result, target: float, n: float | None = None, tol: float
     out = {"form": form, "params": params, "aicc": result.aicc, "tol": tol, **best.__dict__}
     if result.boot is not None:
         reachable = []
-        for theta in result.boot:
-            p = dict(zip(FORMS[form].params, theta))
-            if check_decreasing(form, p):
+        for law in replicate_laws(result):
+            if check_decreasing(form, law.params):
                 continue
-            rep = plan(form, p, target, n, tol)
+            rep = plan(form, law.params, target, n, tol)
             if rep.status == "ok" and rep.d_needed is not None:
                 reachable.append((rep.d_needed, rep.n_sat if rep.n_sat is not None else np.nan))
         out["bootstrap"] = {"replicates": int(len(result.boot)), "reachable": len(reachable)}

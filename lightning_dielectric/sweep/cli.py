@@ -151,6 +151,9 @@ def _plain(msg: str) -> None:
 
 
 def _report(spec: SweepSpec, points, states, log) -> int:
+    """Export the runs table, evaluate the seed ensembles and write the scaling-law report."""
+    from lightning_dielectric.laws.pipeline import fit_report
+    from lightning_dielectric.outputs import OutputDirError
     from lightning_dielectric.sweep.export import ensemble_groups, runs_table, write_runs
 
     table = runs_table(points, states)
@@ -159,23 +162,25 @@ def _report(spec: SweepSpec, points, states, log) -> int:
         return 1
     parquet, csv = write_runs(table, spec.out)
     log(f"[sweep] runs table: {parquet} and {csv} ({len(table)} rows)")
-    from lightning_dielectric.laws.cli import fit_main
-
-    extra = []
+    ensembles = None
     groups = ensemble_groups(table)
     if not groups.empty:
         from lightning_dielectric.training.ensemble import evaluate_groups
 
         log(f"[sweep] evaluating {len(groups)} seed ensembles on the test split")
-        ensembles = spec.out / "ensembles.csv"
         try:
-            evaluate_groups(groups, str(spec.data_root)).to_csv(ensembles, index=False)
-            extra = ["--ensembles", str(ensembles)]
+            ensembles = evaluate_groups(groups, str(spec.data_root))
+            ensembles.to_csv(spec.out / "ensembles.csv", index=False)
         except (OSError, ValueError) as err:
+            ensembles = None
             log(f"[sweep] seed ensembles not evaluated: {err}")
     report = spec.out / "report"
     log(f"[sweep] scaling-law report -> {report}")
-    return int(fit_main([str(parquet), "--out", str(report), *extra]) or 0)
+    try:
+        log(f"[sweep] {fit_report(parquet, report, ensembles=ensembles)}")
+    except (OSError, ValueError, OutputDirError) as err:
+        return _error(err)
+    return 0
 
 
 def status_main(argv: list[str]) -> int:
