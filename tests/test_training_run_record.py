@@ -87,3 +87,20 @@ def test_integers_read_as_floats_and_nulls_where_allowed(tmp_path):
     path.write_text(json.dumps(UNVERSIONED | {"val_loss": 1, "max_epochs": None}))
     record = RunRecord.read(path)
     assert record.val_loss == 1.0 and isinstance(record.val_loss, float) and record.max_epochs is None
+
+
+def test_resuming_a_checkpoint_from_before_the_record_keeps_its_best_delta_e():
+    """Checkpoints of main at 491c077 kept the best epoch's ΔE*ab in the module's ``hp_best``
+    and the other best-so-far values in the callback's state; resuming joins them."""
+    from lightning_dielectric.training.callbacks import RunResult
+
+    best = {"val_loss": 0.75, "eps_loss": 0.5, "drude_loss": 0.25, "best_epoch": 2}
+    compute = {"flops_per_structure": 4.0e7, "structures_seen": 156, "train_wall_s": 7.5}
+    callback = RunResult()
+    callback.on_load_checkpoint(None, None, {"hp_best": {"hp/best_val_loss": 0.75, "hp/delta_e": 12.5}})
+    callback.load_state_dict({"best": best, "compute": compute})
+    assert callback.best == best | {"delta_e": 12.5} and callback.compute == compute
+    fresh = RunResult()  # a checkpoint of this version: its own state is used as it is
+    fresh.on_load_checkpoint(None, None, {})
+    fresh.load_state_dict({"best": best | {"delta_e": 3.0}, "compute": compute})
+    assert fresh.best["delta_e"] == 3.0
