@@ -4,9 +4,10 @@ Each trial is ``python -m lightning_dielectric fit --config BASE --config RUN_DI
 [--ckpt_path RUN_DIR/checkpoints/last.ckpt]`` in its own process (so Lightning's DDP launcher
 works and a crash or out-of-memory cannot take the driver down), started through
 :mod:`lightning_dielectric.sweep.child` so that it dies with the driver. Its output goes to
-``RUN_DIR/train.log``; its value is the best ``val/loss`` from the run record ``RUN_DIR/result.json``
-(``training/run_record.py``, written by the ``RunResult`` callback). A trial that exits with status 2 (``lightning``'s configuration
-error) fails its point at once, without retries.
+``RUN_DIR/train.log``; its value is the best ``val/loss`` from the run record
+``RUN_DIR/result.json`` (``training/run_record.py``, written by the ``RunResult`` callback). A
+trial that exits with status 2 (``lightning``'s configuration error) fails its point at once,
+without retries.
 
 Devices: the driver runs ``workers`` x ``trials_per_device`` (K) trials at once. With GPUs,
 worker group g gets ``CUDA_VISIBLE_DEVICES`` = its own ``devices`` GPUs, shared by K trial slots

@@ -207,4 +207,3 @@ class DielectricModule(pl.LightningModule):
             start_factor=self.hparams.warmup_start_lr / self.hparams.lr,
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": LambdaLR(optimizer, schedule), "interval": "step"}}
-
