@@ -70,9 +70,8 @@ class RunRecord:
             raise RunRecordError(f"{source}: expected a JSON object, got {type(data).__name__}")
         version = data.get("version", 1)
         if isinstance(version, bool) or version not in range(1, RECORD_VERSION + 1):
-            raise RunRecordError(
-                f"{source}: key 'version': unknown run-record version {version!r} (this package reads 1 to {RECORD_VERSION})"
-            )
+            raise RunRecordError(f"{source}: key 'version': unknown run-record version {version!r} "
+                                 f"(this package reads 1 to {RECORD_VERSION})")
         hints = get_type_hints(cls)
         values: dict[str, Any] = {}
         for f in fields(cls):
