@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from lightning_dielectric.training.run_record import RECORD_FILE, RunRecord
+
 config = yaml.safe_load(Path(sys.argv[1]).read_text())
 run_dir = Path(sys.argv[1]).parent
 ckpt = Path(sys.argv[2]) if len(sys.argv) > 2 else None
@@ -31,10 +33,10 @@ if os.environ.get("SWEEP_FAKE_FAIL") and os.environ["SWEEP_FAKE_FAIL"] in str(ru
 for epoch in range(start, epochs):
     time.sleep(float(os.environ.get("SWEEP_FAKE_EPOCH_S", "0.05")))
     loss = 1.0 + 100.0 / width + 1000.0 / d
-    result = {"val_loss": loss, "eps_loss": loss - 0.5, "drude_loss": 0.5, "best_epoch": epoch,
-              "epochs_done": epoch + 1, "max_epochs": epochs, "num_parameters": width * 1000,
-              "finished": epoch + 1 == epochs}
-    (run_dir / "result.json").write_text(json.dumps(result))
+    RunRecord(val_loss=loss, eps_loss=loss - 0.5, drude_loss=0.5, delta_e=1.0, best_epoch=epoch,
+              epochs_done=epoch + 1, max_epochs=epochs, finished=epoch + 1 == epochs, num_parameters=width * 1000,
+              family=config["result"]["family"], flops_per_structure=None, structures_seen=0, flops=None,
+              train_wall_s=0.0, device="cpu", num_devices=1, device_hours=0.0).write(run_dir / RECORD_FILE)
     (run_dir / "checkpoints" / "last.ckpt").write_text(json.dumps({"epoch": epoch + 1}))
     if ckpt is None and os.environ.get("SWEEP_FAKE_STOP") and os.environ["SWEEP_FAKE_STOP"] in str(run_dir):
         sys.exit(0)

@@ -90,3 +90,12 @@ def test_params_bad_config(tmp_path, capsys, body, message):
 def test_params_missing_file(tmp_path, capsys):
     assert cli_main(["params", "--config", str(tmp_path / "none.yaml")]) == 1
     assert "none.yaml" in capsys.readouterr().err
+
+
+def test_lr_for_width_anchored_at_another_base_width():
+    n = {w: count_parameters("2b-tc", w) for w in (16, 32, 256)}
+    assert lr_for_width("2b-tc", 16, 1e-3, base_width=32) == pytest.approx(1e-3 * n[32] / n[16])
+    # the same rate as the paper's rule anchored at 256 and rescaled to the base config's rate
+    lr_256 = 1e-3 * n[32] / n[256]
+    assert lr_for_width("2b-tc", 16, 1e-3, base_width=32) == pytest.approx(lr_for_width("2b-tc", 16, lr_256))
+    assert lr_for_width("2b-cgc", 16, 1e-3, base_width=32) == 1e-3

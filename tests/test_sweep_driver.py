@@ -347,7 +347,7 @@ def test_stale_check_by_heartbeat_for_other_hosts(tmp_path):
     assert store.is_dead(trial, now=time.time() + spec.grace_period + 1)
     assert store.claim(point, tmp_path / "run") is None  # held by the live trial
     store.storage.set_trial_system_attr(trial_id, "heartbeat", time.time() - spec.grace_period - 1)
-    assert [t._trial_id for t in store.reap()] == [trial_id]
+    assert [t.number for t in store.reap()] == [store.number_of(trial_id)]
     assert store.states([point])[point.key].status == "pending"
     assert store.claim(point, tmp_path / "run") is not None
 

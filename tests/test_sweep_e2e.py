@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 
 from lightning_dielectric.cli import main as cli_main
 from lightning_dielectric.models import count_parameters
+from lightning_dielectric.training.run_record import RunRecord
 from lightning_dielectric.sweep.grid import expand
 from lightning_dielectric.sweep.spec import load_spec
 from lightning_dielectric.sweep.store import SweepStore
@@ -77,6 +78,7 @@ def test_tiny_grid_end_to_end(tmp_path, tiny_dataset, capsys):
         run_dir = Path(r.run_dir)
         result = json.loads((run_dir / "result.json").read_text())
         assert result["finished"] and result["val_loss"] == pytest.approx(r.val_loss)
+        assert RunRecord.read(run_dir / "result.json").family == "2b-cgc"
         assert (run_dir / "checkpoints" / "last.ckpt").is_file()
         assert list(run_dir.glob("events.out.tfevents.*"))  # TensorBoard logs in the run dir
         trial_cfg = yaml.safe_load((run_dir / "trial.yaml").read_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -12,6 +13,10 @@ from lightning_dielectric.sweep.driver import Running
 from lightning_dielectric.sweep.grid import GridPoint
 from lightning_dielectric.sweep.progress import LiveView, counts_table
 from lightning_dielectric.sweep.store import PointState
+from lightning_dielectric.training.run_record import RECORD_FILE
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_training_run_record import sample_record  # noqa: E402
 
 
 def points() -> list[GridPoint]:
@@ -52,7 +57,7 @@ def test_eta_weights_points_by_cost(tmp_path, monkeypatch):
     # a running trial halfway through its epochs counts as half done
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / "result.json").write_text('{"epochs_done": 5}')
+    sample_record(epochs_done=5, max_epochs=10, finished=False).write(run_dir / RECORD_FILE)
     running = {pts[1].key: Running(pts[1], Path(run_dir))}
     states[pts[1].key] = PointState("running")
     done = pts[0].cost + pts[1].cost / 2

@@ -199,6 +199,7 @@ def test_trial_config_sets_axes_lr_rule_and_paths(tmp_path):
     assert cfg["trainer"]["logger"]["init_args"]["save_dir"] == str((tmp_path / "run").resolve())
     assert cfg["checkpoint"]["dirpath"] == str((tmp_path / "run" / "checkpoints").resolve())
     assert cfg["result"]["path"] == str((tmp_path / "run" / "result.json").resolve())
+    assert cfg["result"]["family"] == "2b-tc"  # the run record's family comes from the grid
     # CGC keeps the base learning rate at every width
     cgc = trial_config(spec, by[("2b-cgc", 32, 400, 0)], tmp_path / "run")
     assert cgc["model"]["lr"] == pytest.approx(yaml.safe_load(BASE.read_text())["model"]["lr"])

@@ -4,9 +4,10 @@ Each trial is ``python -m lightning_dielectric fit --config BASE --config RUN_DI
 [--ckpt_path RUN_DIR/checkpoints/last.ckpt]`` in its own process (so Lightning's DDP launcher
 works and a crash or out-of-memory cannot take the driver down), started through
 :mod:`lightning_dielectric.sweep.child` so that it dies with the driver. Its output goes to
-``RUN_DIR/train.log``; its value is the best ``val/loss`` from ``RUN_DIR/result.json`` (written
-by the ``RunResult`` callback). A trial that exits with status 2 (``lightning``'s configuration
-error) fails its point at once, without retries.
+``RUN_DIR/train.log``; its value is the best ``val/loss`` from the run record
+``RUN_DIR/result.json`` (``training/run_record.py``, written by the ``RunResult`` callback). A
+trial that exits with status 2 (``lightning``'s configuration error) fails its point at once,
+without retries.
 
 Devices: the driver runs ``workers`` x ``trials_per_device`` (K) trials at once. With GPUs,
 worker group g gets ``CUDA_VISIBLE_DEVICES`` = its own ``devices`` GPUs, shared by K trial slots
@@ -16,7 +17,6 @@ GPUs); on CPU, the cores are split evenly between all slots (``OMP_NUM_THREADS``
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -31,11 +31,12 @@ from pathlib import Path
 
 from lightning_dielectric.sweep.grid import GridPoint, expand, trial_config, write_trial_config
 from lightning_dielectric.training.config_errors import CONFIG_ERROR_STATUS
+from lightning_dielectric.training.run_record import RECORD_FILE, RunRecord
 from lightning_dielectric.sweep.spec import SweepSpec
 from lightning_dielectric.sweep.store import SweepStore
 
 Command = Callable[[SweepSpec, GridPoint, Path, "Path | None"], list[str]]
-# result.json keys that become trial user attributes (plus any "test..." metrics).
+# RunRecord fields that become trial user attributes.
 RESULT_KEYS = ("val_loss", "eps_loss", "drude_loss", "best_epoch", "epochs_done", "num_parameters",
                "flops", "flops_per_structure", "device", "device_hours")
 
@@ -90,8 +91,8 @@ class Running:
 
     def epochs_done(self) -> int:
         try:
-            return int(json.loads((self.run_dir / "result.json").read_text()).get("epochs_done", 0))
-        except (OSError, ValueError):
+            return RunRecord.read(self.run_dir / RECORD_FILE).epochs_done
+        except (OSError, ValueError):  # not written yet (or unreadable: shown as no progress)
             return 0
 
 
@@ -191,7 +192,7 @@ class Driver:
         if not ckpt.exists() and run_dir.exists():
             shutil.rmtree(run_dir)  # an attempt that never checkpointed: start clean
         config = write_trial_config(self.spec, point, run_dir)
-        (run_dir / "result.json").unlink(missing_ok=True)
+        (run_dir / RECORD_FILE).unlink(missing_ok=True)
         resume = ckpt if ckpt.exists() else None
         cmd = [sys.executable, "-m", "lightning_dielectric.sweep.child", str(os.getpid())]
         cmd += self.command(self.spec, point, config, resume)
@@ -247,17 +248,17 @@ class Driver:
         self, store: SweepStore, point: GridPoint, trial_id: int, run_dir: Path, attrs: dict
     ) -> None:
         try:
-            result = json.loads((run_dir / "result.json").read_text())
-            value = float(result["val_loss"])
-            if not math.isfinite(value):
-                raise ValueError(f"val_loss is {value}")
-            if not result.get("finished"):
-                raise ValueError(f"run stopped after {result.get('epochs_done')} of {result.get('max_epochs')} epochs")
-        except (OSError, ValueError, KeyError, TypeError) as err:
+            record = RunRecord.read(run_dir / RECORD_FILE)
+            if not math.isfinite(record.val_loss):
+                raise ValueError(f"val_loss is {record.val_loss}")
+            if not record.finished:
+                raise ValueError(f"run stopped after {record.epochs_done} of {record.max_epochs} epochs")
+        except (OSError, ValueError) as err:  # RunRecordError is a ValueError
             store.fail(trial_id, "error", attrs)
-            self.log(f"[sweep] FAILED {point.key}: no usable result.json in {run_dir} ({err})")
+            self.log(f"[sweep] FAILED {point.key}: no usable {RECORD_FILE} in {run_dir} ({err})")
             return
-        attrs |= {k: v for k, v in result.items() if k in RESULT_KEYS or k.startswith("test")}
+        value = record.val_loss
+        attrs |= {key: getattr(record, key) for key in RESULT_KEYS}
         if store.complete(trial_id, value, attrs):
             self.log(f"[sweep] done {point.key}: val_loss {value:.4f} in {attrs['wall_s']:.0f} s")
         else:

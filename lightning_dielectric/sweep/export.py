@@ -7,7 +7,7 @@ form the full N × D grid), so a fit selects its axis with one filter. Columns:
 - ``study``: ``data`` (D varies at fixed w), ``width`` (w varies at fixed D) or ``grid``;
 - ``family``, ``width`` (hidden width w), ``N`` (parameters), ``D`` (training structures), ``seed``;
 - ``val_loss`` (best validation loss = MAE of ε over 2001 × (Re, Im) + MAE of ω_D in eV),
-  ``eps_loss``, ``drude_loss`` (at the best epoch), any ``test*`` metrics the run recorded;
+  ``eps_loss``, ``drude_loss`` (at the best epoch);
 - ``flops`` (training FLOPs = 3 × forward FLOPs per structure × structures seen),
   ``flops_per_structure`` (forward, measured on the run's own batches), ``flops_estimated``
   (False here: measured), ``device`` (``cpu`` / ``cuda:<model>``), ``device_hours``;
@@ -38,7 +38,6 @@ def runs_table(points: list[GridPoint], states: dict[str, PointState]) -> pd.Dat
         if trial is None:
             continue
         attrs = trial.user_attrs
-        tests = {k: v for k, v in attrs.items() if k.startswith("test")}
         for design in p.designs:
             rows.append({
                 "study": design,
@@ -60,9 +59,8 @@ def runs_table(points: list[GridPoint], states: dict[str, PointState]) -> pd.Dat
                 "device": attrs.get("device", ""),
                 "device_hours": float(attrs.get("device_hours", float("nan"))),
                 "trial": trial.number,
-                **tests,
             })
-    table = pd.DataFrame(rows, columns=list(COLUMNS) + sorted({k for r in rows for k in r} - set(COLUMNS)))
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
     return table.sort_values(["study", "family", "width", "D", "seed"], ignore_index=True)
 
 

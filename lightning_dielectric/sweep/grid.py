@@ -8,7 +8,8 @@ width w and spectra width 4w, the learning rate from the width rule (anchored at
 config's width and learning rate, so the paper's configs give lr_256 · N(256)/N(w) for the
 TransformerConv families), ``data.train_size = D``,
 ``seed_everything``, ``trainer.max_epochs``/``devices`` and a TensorBoard logger whose log dir
-is the trial's run directory (so ``result.json`` and ``checkpoints/last.ckpt`` land there).
+is the trial's run directory (so ``result.json`` and ``checkpoints/last.ckpt`` land there), and
+the family name in ``result.family`` (the run record and TensorBoard's HParams carry it).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import yaml
 
 from lightning_dielectric.sweep.spec import SweepSpec
+from lightning_dielectric.training.run_record import RECORD_FILE
 
 
 COST_D0 = 300
@@ -95,8 +97,7 @@ def trial_config(spec: SweepSpec, point: GridPoint, run_dir: Path) -> dict[str, 
     base = _read_yaml(source)
     base_lr = float(_lookup(base, "model.lr", source))
     base_width = int(_lookup(base, "model.model.init_args.width", source))
-    # The width rule is linear in the base rate: anchor it at the base config's own width.
-    lr = base_lr * lr_for_width(point.family, point.width, 1.0) / lr_for_width(point.family, base_width, 1.0)
+    lr = lr_for_width(point.family, point.width, base_lr, base_width)  # anchored at the base config
     cls, fixed = FAMILIES[point.family]
     config: dict[str, Any] = {}
     for dotted, value in spec.overrides.items():
@@ -114,7 +115,8 @@ def trial_config(spec: SweepSpec, point: GridPoint, run_dir: Path) -> dict[str, 
         },
     )
     _assign(config, "checkpoint.dirpath", str((run_dir / "checkpoints").resolve()))
-    _assign(config, "result.path", str((run_dir / "result.json").resolve()))
+    _assign(config, "result.path", str((run_dir / RECORD_FILE).resolve()))
+    _assign(config, "result.family", point.family)
     _assign(
         config,
         "model.model",

@@ -14,8 +14,13 @@ One Optuna trial is one attempt at one grid point; the point's identity is the u
   configuration error (reason ``config``: retrying cannot help),
 - **pending** otherwise (never tried, interrupted, or its worker died).
 
-``sweep reset`` makes failed points pending again: it records, per point, the id of its newest
-trial in the study's user attribute ``reset:<point>``; failures up to that trial no longer count.
+``sweep reset`` makes failed points pending again: it records, per point, the storage id of its
+newest trial in the study's user attribute ``reset:<point>``; failures up to that trial no longer count.
+
+Only Optuna's public storage API is used: a study's trials are ordered by their ``number``; the
+storage's write calls take the storage-wide trial id, which ``create_new_trial`` returns and
+:meth:`SweepStore.id_of` / :meth:`SweepStore.number_of` convert (ids differ from numbers when
+other studies share the storage).
 
 Passwords: a storage URL is printed only through :func:`redact` (``user:***@host``). Keep the
 password out of the URL altogether with libpq's ``PGPASSWORD`` or ``~/.pgpass`` (docs/sweeps.md).
@@ -156,10 +161,10 @@ class PointState:
         """The first COMPLETE trial of the point."""
         return next((t for t in self.trials if t.state == TrialState.COMPLETE), None)
 
-    reset_after: int = -1  # trial id up to which failures were reset by ``sweep reset``
+    reset_after: int = -1  # trial number up to which failures were reset by ``sweep reset``
 
     def _counted(self) -> list[FrozenTrial]:
-        return [t for t in self.trials if t._trial_id > self.reset_after]
+        return [t for t in self.trials if t.number > self.reset_after]
 
     @property
     def errors(self) -> int:
@@ -192,8 +197,9 @@ class SweepStore:
         self.study = retry_locked(optuna.create_study)(
             storage=self.storage, study_name=study_name, direction="minimize", load_if_exists=True
         )
-        self.study_id = self.study._study_id
+        self.study_id = retry_locked(self.storage.get_study_id_from_name)(study_name)
         self.last_beat: dict[int, float] = {}  # trial id -> time of our last heartbeat (s)
+        self._numbers: dict[int, int] = {}  # trial id -> trial number (fixed once created)
 
     @classmethod
     def for_spec(cls, spec) -> SweepStore:
@@ -204,6 +210,16 @@ class SweepStore:
     @retry_locked
     def trials(self, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
         return self.storage.get_all_trials(self.study_id, deepcopy=False, states=states)
+
+    def number_of(self, trial_id: int) -> int:
+        """The study-wide number of the trial with storage id ``trial_id``."""
+        if trial_id not in self._numbers:
+            self._numbers[trial_id] = retry_locked(self.storage.get_trial_number_from_id)(trial_id)
+        return self._numbers[trial_id]
+
+    def id_of(self, number: int) -> int:
+        """The storage id of this study's trial ``number`` (what the storage's write calls take)."""
+        return retry_locked(self.storage.get_trial_id_from_study_id_trial_number)(self.study_id, number)
 
     def is_dead(self, trial: FrozenTrial, now: float | None = None) -> bool:
         """Whether a RUNNING trial's worker is gone (heartbeat too old, or its process ended)."""
@@ -220,7 +236,8 @@ class SweepStore:
         by_key: dict[str, PointState] = {p.key: PointState("pending") for p in points}
         resets = retry_locked(self.storage.get_study_user_attrs)(self.study_id)
         for key, state in by_key.items():
-            state.reset_after = int(resets.get(RESET_ATTR + key, -1))
+            reset = resets.get(RESET_ATTR + key)
+            state.reset_after = -1 if reset is None else self.number_of(int(reset))
         for trial in self.trials():
             state = by_key.get(trial.user_attrs.get("point"))
             if state is not None:
@@ -242,9 +259,9 @@ class SweepStore:
         for trial in self.trials():
             point = trial.user_attrs.get("point")
             if point in keys:
-                newest[point] = max(newest.get(point, -1), trial._trial_id)
-        for point, trial_id in newest.items():
-            retry_locked(self.storage.set_study_user_attr)(self.study_id, RESET_ATTR + point, trial_id)
+                newest[point] = max(newest.get(point, -1), trial.number)
+        for point, number in newest.items():
+            retry_locked(self.storage.set_study_user_attr)(self.study_id, RESET_ATTR + point, self.id_of(number))
         return len(newest)
 
     # -- writing ------------------------------------------------------------------------------
@@ -252,7 +269,7 @@ class SweepStore:
         """Fail RUNNING trials whose worker is dead (reason ``stale``); returns them."""
         reaped = []
         for trial in self.trials(states=(TrialState.RUNNING,)):
-            if self.is_dead(trial) and self.fail(trial._trial_id, "stale"):
+            if self.is_dead(trial) and self.fail(self.id_of(trial.number), "stale"):
                 reaped.append(trial)
         return reaped
 
@@ -281,8 +298,9 @@ class SweepStore:
         )
         trial_id = retry_locked(self.storage.create_new_trial)(self.study_id, template_trial=template)
         now = self.last_beat[trial_id] = time.time()
+        number = self.number_of(trial_id)
         for other in self.trials(states=(TrialState.RUNNING, TrialState.COMPLETE)):
-            if other._trial_id == trial_id or other.user_attrs.get("point") != point.key:
+            if other.number == number or other.user_attrs.get("point") != point.key:
                 continue
             if other.state == TrialState.COMPLETE or not self.is_dead(other, now):
                 self.fail(trial_id, "yielded")

@@ -1,22 +1,33 @@
-"""``RunResult``: a small JSON summary of a training run, rewritten after every validation epoch.
+"""``RunResult``: the run's record (``result.json``, see ``run_record.py``), its best-so-far
+validation losses and its entry in TensorBoard's HParams dashboard.
 
-The sweep reads it to score trials and to tell finished runs from interrupted ones, and to
+The sweep reads the record to score trials and to tell finished runs from interrupted ones, and to
 account for each run's compute (FLOPs, wall time, device; see ``training/flops.py``).
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.trainer.states import TrainerFn
 
+from lightning_dielectric.models import num_parameters
 from lightning_dielectric.training.flops import TRAIN_FLOP_FACTOR, flops_per_structure
+from lightning_dielectric.training.run_record import RECORD_FILE, RunRecord
+
+if TYPE_CHECKING:
+    from lightning_dielectric.training.module import DielectricModule
+
+# HParams dashboard metric → best-so-far entry (validation values at the best epoch)
+HP_METRICS = {"hp/best_val_loss": "val_loss", "hp/eps_loss": "eps_loss", "hp/drude_loss": "drude_loss",
+              "hp/delta_e": "delta_e"}
 
 
 def device_name(device: torch.device) -> str:
@@ -27,53 +38,56 @@ def device_name(device: torch.device) -> str:
 
 
 class RunResult(pl.Callback):
-    """Writes ``result.json`` (``path``; None → ``<trainer.log_dir>/result.json``) during ``fit``:
+    """Keeps the run's best-so-far validation losses and writes its ``RunRecord`` during ``fit``.
 
-    ``{"val_loss": best val/loss so far, "eps_loss", "drude_loss" (val, at the best epoch),
-    "best_epoch", "epochs_done", "max_epochs", "num_parameters", "finished": bool}`` and the
-    compute: ``flops_per_structure`` (forward FLOPs per structure, measured on the first
-    ``flops_batches`` training batches), ``structures_seen`` (structures in training steps, all
-    ranks), ``flops`` (= 3 × forward FLOPs per structure × structures seen), ``train_wall_s``
-    (seconds in ``fit``), ``device`` (``cpu`` / ``cuda:<model>``), ``num_devices`` (processes of
-    the run, all nodes) and ``device_hours`` (= train_wall_s × num_devices / 3600). ``finished``
-    is true once all ``max_epochs`` ran or ``fit`` returned normally (e.g. early stopping); the
-    best-so-far state and the compute counters are kept in checkpoints so resumed runs continue them.
+    Args:
+        path: where the record goes (None → ``<trainer.log_dir>/result.json``).
+        flops_batches: training batches the forward FLOPs per structure are measured on (0: not measured).
+        family: the sweep's model family (``"2b-tc"``, ...), copied into the record and the HParams.
+
+    After every validation epoch of ``fit`` the record is rewritten and the best-so-far losses are
+    logged as ``hp/*`` metrics; at the start of ``fit`` the run's identity (the module's
+    ``run_hparams`` plus ``family`` and ``N``, the parameter count) goes to TensorBoard's HParams.
+    ``finished`` is true once all ``max_epochs`` ran or ``fit`` returned normally (e.g. early
+    stopping). The best-so-far state and the compute counters are kept in checkpoints, so resumed
+    runs continue them.
     """
 
-    def __init__(self, path: str | None = None, flops_batches: int = 2) -> None:
+    def __init__(self, path: str | None = None, flops_batches: int = 2, family: str | None = None) -> None:
         self.path = path
         self.flops_batches = flops_batches
-        self.best: dict[str, Any] = {}
+        self.family = family
+        self.best: dict[str, Any] = {}  # RunRecord's val_loss, eps_loss, drude_loss, delta_e, best_epoch
         self.compute: dict[str, Any] = {"flops_per_structure": None, "structures_seen": 0, "train_wall_s": 0.0}
         self._started: float | None = None
         self._local_structures = 0  # this rank's structures since the last _sync
+        self._legacy_delta_e = math.nan
 
     def _target(self, trainer: pl.Trainer) -> Path:
-        return Path(self.path) if self.path else Path(trainer.log_dir or os.getcwd()) / "result.json"
+        return Path(self.path) if self.path else Path(trainer.log_dir or os.getcwd()) / RECORD_FILE
 
-    def _write(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epochs_done: int, finished: bool) -> None:
-        target = self._target(trainer)  # on every rank: ``trainer.log_dir`` is a collective under DDP
-        if not trainer.is_global_zero or not self.best:
-            return
-        model = getattr(pl_module, "model", pl_module)
+    def record(self, trainer: pl.Trainer, pl_module: DielectricModule, epochs_done: int, finished: bool) -> RunRecord:
+        """The run's record now (needs a validation epoch of this run: ``best`` set)."""
         self._tick()
         per_structure = self.compute["flops_per_structure"]
-        result = {
+        return RunRecord(
             **self.best,
             **self.compute,
-            "flops": None if per_structure is None else TRAIN_FLOP_FACTOR * per_structure * self.compute["structures_seen"],
-            "device": device_name(pl_module.device),
-            "num_devices": trainer.world_size,
-            "device_hours": self.compute["train_wall_s"] * trainer.world_size / 3600.0,
-            "epochs_done": epochs_done,
-            "max_epochs": trainer.max_epochs,
-            "num_parameters": sum(p.numel() for p in model.parameters()),
-            "finished": finished,
-        }
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        os.replace(tmp, target)
+            flops=None if per_structure is None else TRAIN_FLOP_FACTOR * per_structure * self.compute["structures_seen"],
+            device=device_name(pl_module.device),
+            num_devices=trainer.world_size,
+            device_hours=self.compute["train_wall_s"] * trainer.world_size / 3600.0,
+            epochs_done=epochs_done,
+            max_epochs=trainer.max_epochs,
+            num_parameters=num_parameters(pl_module.model),
+            family=self.family,
+            finished=finished,
+        )
+
+    def _write(self, trainer: pl.Trainer, pl_module: DielectricModule, epochs_done: int, finished: bool) -> None:
+        target = self._target(trainer)  # on every rank: ``trainer.log_dir`` is a collective under DDP
+        if trainer.is_global_zero and self.best:
+            self.record(trainer, pl_module, epochs_done, finished).write(target)
 
     def _tick(self) -> None:
         """Add the wall time since the last tick to ``train_wall_s``."""
@@ -82,8 +96,13 @@ class RunResult(pl.Callback):
             self.compute["train_wall_s"] += now - self._started
             self._started = now
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: DielectricModule) -> None:
         self._started = time.perf_counter()
+        if isinstance(trainer.logger, TensorBoardLogger):
+            identity = {**pl_module.run_hparams(), "N": num_parameters(pl_module.model)}
+            if self.family is not None:
+                identity["family"] = self.family
+            trainer.logger.log_hyperparams(identity, {name: math.nan for name in HP_METRICS})
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.compute["flops_per_structure"] is not None or self.flops_batches < 1:
@@ -122,8 +141,11 @@ class RunResult(pl.Callback):
                 "val_loss": val_loss,
                 "eps_loss": float(metrics["val/eps_loss"]),
                 "drude_loss": float(metrics["val/drude_loss"]),
+                "delta_e": float(metrics["val/delta_e"]),
                 "best_epoch": trainer.current_epoch,
             }
+        if trainer.logger is not None:
+            trainer.logger.log_metrics({tag: self.best[key] for tag, key in HP_METRICS.items()}, step=trainer.global_step)
         epochs_done = trainer.current_epoch + 1
         self._write(trainer, pl_module, epochs_done, trainer.max_epochs is not None and epochs_done >= trainer.max_epochs)
 
@@ -137,6 +159,12 @@ class RunResult(pl.Callback):
         self._tick()
         return {"best": dict(self.best), "compute": dict(self.compute)}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        # checkpoints from before the run record kept the best epoch's ΔE*ab in the module's "hp_best"
+        self._legacy_delta_e = checkpoint.get("hp_best", {}).get("hp/delta_e", math.nan)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # called after on_load_checkpoint
         self.best = dict(state_dict.get("best", {}))
+        if self.best:
+            self.best.setdefault("delta_e", self._legacy_delta_e)
         self.compute.update(state_dict.get("compute", {}))

@@ -30,6 +30,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.cli import instantiate_module
 
+from lightning_dielectric.models.families import num_parameters
 from lightning_dielectric.models.paper_file import PaperFile, PaperFormatError, read_paper_file
 from lightning_dielectric.models.paper_format import convert_state_dict, model_config
 from lightning_dielectric.training.module import DielectricModule
@@ -91,7 +92,7 @@ def main(argv: list[str]) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     model = checkpoint["hyper_parameters"]["model"]
-    n = sum(p.numel() for p in module.model.parameters())
+    n = num_parameters(module.model)
     print(f"{args.paper_file} → {args.out}: {model['class_path'].rsplit('.', 1)[-1]} {model['init_args']}, "
           f"{n:,} parameters (paper epoch {checkpoint['imported_from']['epoch']})")
     return 0

@@ -35,7 +35,6 @@ from lightning_dielectric.training.schedule import warmup_cosine
 NUM_PLOT_MATERIALS = 4
 # Our ``transfer_batch_to_device`` is meant to serve any DataModule; Lightning warns about exactly that.
 warnings.filterwarnings("ignore", message="You have overridden `transfer_batch_to_device` in `LightningModule`")
-HP_METRICS = ("hp/best_val_loss", "hp/eps_loss", "hp/drude_loss", "hp/delta_e")
 
 
 class DielectricModule(pl.LightningModule):
@@ -76,7 +75,6 @@ class DielectricModule(pl.LightningModule):
         self.val_metrics = SpectralMetrics()
         self.test_metrics = SpectralMetrics()
         self._plot_batch: tuple | None = None
-        self._best: dict[str, float] = {}
 
     def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         return self.model(batch)
@@ -147,7 +145,6 @@ class DielectricModule(pl.LightningModule):
             return
         summary = summarise_metrics(values)
         self.log_dict({f"val/{name}": summary[f"{name}/mean"] for name in METRICS}, sync_dist=True)  # same on all ranks
-        self._update_hp_metrics(summary)
         if self._plot_batch is not None and self.trainer.is_global_zero and isinstance(self.logger, TensorBoardLogger):
             pred, true, ids = self._plot_batch
             writer, step = self.logger.experiment, self.global_step
@@ -155,28 +152,6 @@ class DielectricModule(pl.LightningModule):
             parity = parity_figure(values["drude_pred"].cpu().numpy(), values["drude_true"].cpu().numpy())
             writer.add_figure("val/drude_parity", parity, step)
         self._plot_batch = None
-
-    def _update_hp_metrics(self, summary: dict[str, float]) -> None:
-        """Best-so-far validation losses under ``hp/*`` tags, the metrics of the HParams dashboard."""
-        metrics = self.trainer.callback_metrics
-        if "val/loss" not in metrics:
-            return
-        val_loss = metrics["val/loss"].item()
-        if not self._best or val_loss < self._best["hp/best_val_loss"]:
-            self._best = {
-                "hp/best_val_loss": val_loss,
-                "hp/eps_loss": metrics["val/eps_loss"].item(),
-                "hp/drude_loss": metrics["val/drude_loss"].item(),
-                "hp/delta_e": summary["delta_e/mean"],
-            }
-        if self.logger is not None:
-            self.logger.log_metrics(self._best, step=self.global_step)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["hp_best"] = dict(self._best)
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self._best = dict(checkpoint.get("hp_best", {}))
 
     def on_test_epoch_end(self) -> None:
         summary = summarise_metrics(self.test_metrics.compute())
@@ -189,15 +164,14 @@ class DielectricModule(pl.LightningModule):
             write_tables(summary, directory)
 
     def run_hparams(self) -> dict:
-        """What identifies the run in TensorBoard's HParams dashboard: model, family, w, N, D, seed, ..."""
+        """What identifies the run in TensorBoard's HParams dashboard: model, w, D, seed, lr, ... (the
+        ``RunResult`` callback adds the family and the parameter count N and logs them)."""
         config = self.hparams.get("model") or {}
         init_args = dict(config.get("init_args", {})) if isinstance(config, dict) else {}
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         hp = {
             "model": type(self.model).__name__,
-            "family": family_of(self.model, init_args),
             "width": init_args.get("width", getattr(self.model, "width", -1)),
-            "N": sum(p.numel() for p in self.model.parameters()),
             "D": getattr(datamodule, "num_train", None) or getattr(datamodule, "train_size", None) or -1,
             "seed": int(os.environ.get("PL_GLOBAL_SEED", -1)),
         }
@@ -216,10 +190,6 @@ class DielectricModule(pl.LightningModule):
                 f"{type(self.model).__name__} needs three-body triplets: set data.threebody_cutoff (e.g. 4.0)"
             )
 
-    def on_fit_start(self) -> None:
-        if isinstance(self.logger, TensorBoardLogger):
-            self.logger.log_hyperparams(self.run_hparams(), {name: float("nan") for name in HP_METRICS})
-
     def configure_optimizers(self) -> dict:
         # the fused kernel (same update rule) is several times faster than the per-tensor loops on CPU and GPU
         fused = self.device.type in ("cpu", "cuda")
@@ -237,13 +207,3 @@ class DielectricModule(pl.LightningModule):
             start_factor=self.hparams.warmup_start_lr / self.hparams.lr,
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": LambdaLR(optimizer, schedule), "interval": "step"}}
-
-
-def family_of(model: torch.nn.Module, init_args: dict) -> str:
-    """The sweep's family name (``"2b-cgc"``, ...) of a model, or its class name if none matches."""
-    from lightning_dielectric.models import FAMILIES
-
-    for family, (cls, fixed) in FAMILIES.items():
-        if type(model) is cls and all(init_args.get(k, getattr(model, k, None)) == v for k, v in fixed.items()):
-            return family
-    return type(model).__name__
