@@ -11,7 +11,8 @@ from torch import Tensor
 from lightning_dielectric.data.graphs import DEFAULT_CUTOFF
 
 EMBEDDING_MAX_Z = 86
-"""Heaviest element the group/period features describe (Rn; periods 1–6); datasets stop at Bi (``data.schema.MAX_Z``)."""
+"""Heaviest element the group/period features describe (Rn; periods 1–6); datasets stop at Bi
+(``data.schema.MAX_Z``)."""
 
 _PERIOD_ENDS = (2, 10, 18, 36, 54, 86)
 NUM_GROUPS = 18
@@ -85,7 +86,8 @@ class GaussianRBF(torch.nn.Module):
     Centres μ_k evenly spaced on [0, cutoff] Å; σ = ``width_factor`` × centre spacing.
     """
 
-    def __init__(self, num: int = 32, cutoff: float = DEFAULT_CUTOFF, width_factor: float = 4.0, envelope_order: int = 4):
+    def __init__(self, num: int = 32, cutoff: float = DEFAULT_CUTOFF, width_factor: float = 4.0,
+                 envelope_order: int = 4):
         super().__init__()
         self.cutoff = float(cutoff)
         self.envelope_order = int(envelope_order)
@@ -100,7 +102,8 @@ class GaussianRBF(torch.nn.Module):
 
 
 class AngleHarmonics(torch.nn.Module):
-    """cos θ (T,) → (T, ``out_dim`` = 4) real spherical harmonics Y_l⁰(θ) = √((2l+1)/4π) P_l(cos θ), l = 0…3."""
+    """cos θ (T,) → (T, ``out_dim`` = 4) real spherical harmonics Y_l⁰(θ) = √((2l+1)/4π) P_l(cos θ),
+    l = 0…3."""
 
     out_dim = MAX_DEGREE + 1
 

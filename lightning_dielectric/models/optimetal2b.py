@@ -21,9 +21,10 @@ class OptiMetal2B(DielectricNetwork):
     """Crystal graph → (ε_inter (B, 2001, 2), ω_D (B,) eV).
 
     Atoms: group/period one-hot (24) → MLP 24 → w → w → w. Edges: 32 Gaussian RBFs of the
-    distance (0–``cutoff`` Å; the graph's edges end there too) → MLP 32 → w → w → w. ``num_blocks`` interaction blocks with
-    ``conv`` = ``"cgc"`` (CGConv) or ``"tc"`` (TransformerConv, 2 heads of w/2), vector attention
-    pooling, then the spectra (width ``spectra_width``, default 4w) and Drude heads.
+    distance (0–``cutoff`` Å, where the graph's edges end too) → MLP 32 → w → w → w.
+    ``num_blocks`` interaction blocks with ``conv`` = ``"cgc"`` (CGConv) or ``"tc"``
+    (TransformerConv, 2 heads of w/2), vector attention pooling, then the spectra (width
+    ``spectra_width``, default 4w) and Drude heads.
 
     Edge features depend on the distance only, so they and their projections in the convolutions
     are computed once per edge pair {i → j (S), j → i (−S)} (``models.pairs``), exactly; the edge

@@ -36,6 +36,7 @@ import re
 import torch
 
 from lightning_dielectric.data.graphs import DEFAULT_THREEBODY_CUTOFF
+from lightning_dielectric.models.embeddings import MAX_DEGREE
 from lightning_dielectric.models.paper_file import PaperFormatError
 
 CLASS_PATHS = {
@@ -54,7 +55,7 @@ FIXED_SETTINGS: dict[str, object] = {
 }
 FIXED_2B = {"message_passing_dict.hidden_multiplier": 6}
 FIXED_3B = {
-    "angle_embedding_dict.l_max": 3,  # the paper's default when the dict is absent
+    "angle_embedding_dict.l_max": MAX_DEGREE,  # 3, also the paper's default when the dict is absent
     "triplet_block_dict.edge_graph_mp_dict.type": "transformer",
     "triplet_block_dict.node_graph_mp_dict.type": "transformer",
     "triplet_block_dict.edge_graph_mp_dict.hidden_multiplier": 6,

@@ -35,7 +35,8 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from lightning_dielectric.data import DielectricDataModule
 from lightning_dielectric.models.network import DielectricNetwork
 from lightning_dielectric.training.callbacks import RunResult
-from lightning_dielectric.training.config_errors import CONFIG_ERROR_STATUS, GRAPH_KEYS, LINKED_KEYS, ConfigError, explain
+from lightning_dielectric.training.config_errors import (CONFIG_ERROR_STATUS, GRAPH_KEYS, LINKED_KEYS, ConfigError,
+                                                          explain)
 from lightning_dielectric.training.module import DielectricModule
 
 

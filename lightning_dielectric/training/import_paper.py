@@ -74,7 +74,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("paper_file", type=Path, help="the paper's model file, e.g. optimetal2b_seed1.pt")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint to write, e.g. optimetal2b_seed1.ckpt")
     parser.add_argument("--threebody-cutoff", type=float, default=DEFAULT_THREEBODY_CUTOFF,
-                        help=f"three-body cutoff in Å for OptiMetal3B graphs (default: the paper's {DEFAULT_THREEBODY_CUTOFF})")
+                        help="three-body cutoff in Å for OptiMetal3B graphs "
+                             f"(default: the paper's {DEFAULT_THREEBODY_CUTOFF})")
     args = parser.parse_args(argv)
     try:
         module, checkpoint = import_paper_model(read_paper_file(args.paper_file), args.threebody_cutoff)
