@@ -1,8 +1,8 @@
 """``lightning-dielectric predict --ckpt CKPT [CKPT...] STRUCTURE... [--out DIR]``: ε_inter, ω_D and colour of crystals.
 
 Reads each structure (CIF, POSCAR/CONTCAR/*.vasp or anything pymatgen's ``Structure.from_file``
-knows), builds its periodic graph with the cutoffs the checkpoint's network reads (``graph_cutoffs``), and writes to
-``DIR`` (default ``predictions/``):
+knows), builds its periodic graph with the cutoffs the checkpoint's network reads
+(``graph_cutoffs``), and writes to ``DIR`` (default ``predictions/``):
 
 - ``predictions.parquet``: one row per structure: ``file``, ``formula``, ``drude_ev`` (ω_D, eV),
   ``colour_hex`` (sRGB of the metal's normal-incidence reflectance under D65, see ``optics.py``),
@@ -73,12 +73,12 @@ def network_config(checkpoint: dict) -> dict | None:
     return {"class_path": class_path, "init_args": init_args}
 
 
-def load_module(ckpt_path: Path, device: str, checkpoint: dict | None = None) -> DielectricModule:
+def load_module(ckpt_path: Path, device: str) -> DielectricModule:
     """The checkpoint's module, loaded without unpickling code (``weights_only=True``), its network
     rebuilt from ``network_config``; the graphs to build for it are ``module.model.graph_cutoffs``.
-    ``checkpoint``: its contents when already read. ValueError if the network reads other graphs
-    than it was trained on (a run from before the network owned its graph cutoffs)."""
-    checkpoint = checkpoint if checkpoint is not None else read_checkpoint(ckpt_path)
+    ValueError if the network reads other graphs than it was trained on (a run from before the
+    network owned its graph cutoffs)."""
+    checkpoint = read_checkpoint(ckpt_path)
     config = network_config(checkpoint)
     kwargs = {"model": config} if config else {}
     module = DielectricModule.load_from_checkpoint(ckpt_path, map_location=device, weights_only=True, **kwargs)
