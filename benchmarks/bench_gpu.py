@@ -41,7 +41,7 @@ from lightning_dielectric.sweep.grid import expand
 from lightning_dielectric.sweep.spec import load_spec
 
 REPO = Path(__file__).resolve().parent.parent
-FAMILIES = {"2b-cgc": None, "2b-tc": None, "3b": 4.0}  # family: three-body cutoff, Å
+FAMILIES = ("2b-cgc", "2b-tc", "3b")
 SECTION = "## GPU training throughput"
 
 
@@ -50,9 +50,9 @@ def measure(root: Path, family: str, width: int, cache: str, compiled: bool, dev
     """One configuration: seconds per step, structures/s, peak memory (GB), data-wait fraction."""
     torch.manual_seed(0)
     workers = 0 if cache == "memory" else min(8, os.cpu_count() or 1)
-    dm = DielectricDataModule(str(root), batch_size=batch_size, threebody_cutoff=FAMILIES[family], cache=cache,
-                              num_workers=workers, seed=0)
     model = build_model(family, width).to(device)
+    dm = DielectricDataModule(str(root), batch_size=batch_size, cache=cache, num_workers=workers, seed=0,
+                              **model.graph_cutoffs)
     forward = torch.compile(model, dynamic=True) if compiled else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     cuda = device.startswith("cuda")

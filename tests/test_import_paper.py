@@ -71,12 +71,10 @@ def test_checkpoint_reloads_with_the_same_outputs(name, imported):
     from torch_geometric.data import Batch
 
     from lightning_dielectric.data import build_graph
-    from lightning_dielectric.training.predict import graph_settings
-
     module, _ = import_paper_model(read_paper_file(FIXTURES / MODELS[name]))
     reloaded = DielectricModule.load_from_checkpoint(imported[name], map_location="cpu").eval()
     assert type(reloaded.model) is type(module.model)
-    settings = graph_settings(imported[name])
+    settings = reloaded.model.graph_cutoffs
     assert settings == {"cutoff": 5.5, "threebody_cutoff": 4.0 if name == "optimetal3b" else None}
     graphs = []
     for cif in sorted((FIXTURES / "structures").glob("*.cif")):
@@ -208,9 +206,9 @@ def test_unreadable_files(tmp_path, capsys):
 def test_threebody_cutoff_is_stored_and_checked(tmp_path, capsys):
     paper = FIXTURES / MODELS["optimetal3b"]
     assert import_main([str(paper), "--out", str(tmp_path / "a.ckpt"), "--threebody-cutoff", "3.5"]) == 0
-    from lightning_dielectric.training.predict import graph_settings
+    from lightning_dielectric.training.predict import load_module
 
-    assert graph_settings(tmp_path / "a.ckpt") == {"cutoff": 5.5, "threebody_cutoff": 3.5}
+    assert load_module(tmp_path / "a.ckpt", "cpu").model.graph_cutoffs == {"cutoff": 5.5, "threebody_cutoff": 3.5}
     capsys.readouterr()
     assert import_main([str(paper), "--out", str(tmp_path / "b.ckpt"), "--threebody-cutoff", "7"]) == 2
     assert "three-body cutoff 7.0 Å" in one_line_error(capsys)

@@ -30,6 +30,11 @@ from torch_geometric.data import Batch, Data
 
 from .neighbors import periodic_neighbors, triplet_pairs
 
+DEFAULT_CUTOFF = 5.5
+"""Edge cutoff of the paper's graphs, Å (its ``twobody_cutoff``)."""
+DEFAULT_THREEBODY_CUTOFF = 4.0
+"""Three-body (triplet) cutoff of the paper's OptiMetal3B graphs, Å (its ``graph_setup`` default)."""
+
 
 class CrystalGraph(Data):
     """PyG ``Data`` whose ``triplet_index`` indexes edges, so batches offset it by edge counts."""
@@ -44,8 +49,8 @@ def build_graph(
     lattice: np.ndarray,
     atomic_numbers: np.ndarray,
     positions: np.ndarray,
-    cutoff: float = 5.5,
-    threebody_cutoff: float | None = 4.0,
+    cutoff: float = DEFAULT_CUTOFF,
+    threebody_cutoff: float | None = DEFAULT_THREEBODY_CUTOFF,
 ) -> CrystalGraph:
     """Periodic radius graph of one crystal.
 
@@ -78,8 +83,8 @@ def build_graph(
 
 def build_batch(
     structures: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
-    cutoff: float = 5.5,
-    threebody_cutoff: float | None = 4.0,
+    cutoff: float = DEFAULT_CUTOFF,
+    threebody_cutoff: float | None = DEFAULT_THREEBODY_CUTOFF,
     **graph_attrs,
 ) -> Batch:
     """The batch ``Batch.from_data_list([build_graph(*s, cutoff, threebody_cutoff) for s in structures])``.
@@ -97,8 +102,8 @@ def build_batch(
 
 def batch_arrays(
     structures: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
-    cutoff: float = 5.5,
-    threebody_cutoff: float | None = 4.0,
+    cutoff: float = DEFAULT_CUTOFF,
+    threebody_cutoff: float | None = DEFAULT_THREEBODY_CUTOFF,
 ) -> dict[str, np.ndarray]:
     """The graphs of ``structures`` as concatenated numpy arrays (see ``arrays_to_batch``).
 
@@ -174,6 +179,10 @@ def arrays_to_batch(arrays: dict, **graph_attrs) -> Batch:
     out.batch = torch.repeat_interleave(torch.arange(n_graphs, device=device),
                                         torch.as_tensor(n_nodes, device=device), output_size=int(node_slices[-1]))
     out.ptr = node_slices.to(device)
+    # PyG has no public way to build a Batch from concatenated arrays: ``Batch.from_data_list`` needs
+    # one ``Data`` per graph, several times slower on this hot path (every training batch). So the
+    # three fields its collation records are written here; tests/test_data_graphs.py
+    # (test_build_batch_equals_pyg_collation) compares them with PyG's own and fails if PyG changes them.
     out._num_graphs = n_graphs
     out._slice_dict = {key: slices for key, (_, slices, _) in fields.items()}
     out._inc_dict = {key: incs for key, (_, _, incs) in fields.items()}

@@ -8,10 +8,16 @@ import math
 import torch
 from torch import Tensor
 
+from lightning_dielectric.data.graphs import DEFAULT_CUTOFF
+
 EMBEDDING_MAX_Z = 86
-"""Heaviest element the 24 group/period features describe (Rn; periods 1–6); datasets stop at Bi (``data.schema.MAX_Z``)."""
+"""Heaviest element the group/period features describe (Rn; periods 1–6); datasets stop at Bi
+(``data.schema.MAX_Z``)."""
 
 _PERIOD_ENDS = (2, 10, 18, 36, 54, 86)
+NUM_GROUPS = 18
+MAX_DEGREE = 3
+"""Highest degree l of the angle harmonics Y_l⁰."""
 
 
 def group_period(z: int) -> tuple[int, int]:
@@ -41,17 +47,20 @@ def check_atomic_numbers(z) -> None:
 
 
 def element_table() -> Tensor:
-    """(EMBEDDING_MAX_Z + 1, 24) float32: row z = one-hot group (18) ‖ one-hot period (6); row 0 is zero."""
-    table = torch.zeros(EMBEDDING_MAX_Z + 1, 24)
+    """(EMBEDDING_MAX_Z + 1, ``ElementEncoding.out_dim``) float32: row z = one-hot group (18) ‖
+    one-hot period (6); row 0 is zero."""
+    table = torch.zeros(EMBEDDING_MAX_Z + 1, ElementEncoding.out_dim)
     for z in range(1, EMBEDDING_MAX_Z + 1):
         group, period = group_period(z)
         table[z, group - 1] = 1.0
-        table[z, 18 + period - 1] = 1.0
+        table[z, NUM_GROUPS + period - 1] = 1.0
     return table
 
 
 class ElementEncoding(torch.nn.Module):
-    """Atomic numbers (n,) → (n, 24) group/period one-hot (a fixed lookup table, no parameters)."""
+    """Atomic numbers (n,) → (n, ``out_dim`` = 24) group/period one-hot (a fixed lookup table, no parameters)."""
+
+    out_dim = NUM_GROUPS + len(_PERIOD_ENDS)
 
     def __init__(self):
         super().__init__()
@@ -77,7 +86,8 @@ class GaussianRBF(torch.nn.Module):
     Centres μ_k evenly spaced on [0, cutoff] Å; σ = ``width_factor`` × centre spacing.
     """
 
-    def __init__(self, num: int = 32, cutoff: float = 5.5, width_factor: float = 4.0, envelope_order: int = 4):
+    def __init__(self, num: int = 32, cutoff: float = DEFAULT_CUTOFF, width_factor: float = 4.0,
+                 envelope_order: int = 4):
         super().__init__()
         self.cutoff = float(cutoff)
         self.envelope_order = int(envelope_order)
@@ -92,11 +102,14 @@ class GaussianRBF(torch.nn.Module):
 
 
 class AngleHarmonics(torch.nn.Module):
-    """cos θ (T,) → (T, 4) real spherical harmonics Y_l⁰(θ) = √((2l+1)/4π) P_l(cos θ), l = 0…3."""
+    """cos θ (T,) → (T, ``out_dim`` = 4) real spherical harmonics Y_l⁰(θ) = √((2l+1)/4π) P_l(cos θ),
+    l = 0…3."""
+
+    out_dim = MAX_DEGREE + 1
 
     def __init__(self):
         super().__init__()
-        norms = torch.tensor([math.sqrt((2 * l + 1) / (4 * math.pi)) for l in range(4)])
+        norms = torch.tensor([math.sqrt((2 * l + 1) / (4 * math.pi)) for l in range(self.out_dim)])
         self.register_buffer("norms", norms, persistent=False)
 
     def forward(self, cos: Tensor) -> Tensor:

@@ -17,7 +17,7 @@ FAMILIES: dict[str, tuple[type[torch.nn.Module], dict]] = {
 
 
 def build_model(family: str, width: int, **kwargs) -> torch.nn.Module:
-    """Instantiate ``family`` at hidden width ``width`` (spectra width 4·width unless given)."""
+    """Instantiate ``family`` at hidden width ``width`` (spectra width ``spectra_width_for(width)`` unless given)."""
     if family not in FAMILIES:
         raise ValueError(f"unknown model family {family!r}; expected one of {sorted(FAMILIES)}")
     cls, fixed = FAMILIES[family]
@@ -30,6 +30,6 @@ def num_parameters(model: torch.nn.Module) -> int:
 
 
 def count_parameters(family: str, width: int) -> int:
-    """Exact parameter count N of ``family`` at width w (spectra width 4w), built without memory."""
+    """Exact parameter count N of ``family`` at width w (default spectra width), built without memory."""
     with torch.device("meta"):
         return num_parameters(build_model(family, width))

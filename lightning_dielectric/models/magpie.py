@@ -17,6 +17,7 @@ from lightning_dielectric.models.embeddings import EMBEDDING_MAX_Z
 from lightning_dielectric.models.geometry import graph_batch
 from lightning_dielectric.models.heads import DielectricHeads
 from lightning_dielectric.models.blocks import mlp
+from lightning_dielectric.models.network import DielectricNetwork
 
 MAGPIE_PROPERTIES = (
     "Number", "MendeleevNumber", "AtomicWeight", "MeltingT", "Column", "Row", "CovalentRadius",
@@ -69,16 +70,18 @@ class MagpieFeatures(torch.nn.Module):
         return stats.flatten(1)  # (B, 22 · 6), property-major
 
 
-class MagpieBaseline(torch.nn.Module):
+class MagpieBaseline(DielectricNetwork):
     """Composition → (ε_inter (B, 2001, 2), ω_D (B,) eV) without any structural information.
 
     Magpie features are standardised with fixed per-property statistics over elements 1…86
     (location and scale for minimum/maximum/mean/mode, scale only for range/avg_dev), then
-    MLP 132 → w → w → w and the spectra/Drude heads of the graph models.
+    MLP 132 → w → w → w and the spectra/Drude heads of the graph models. It reads the atoms only
+    (its graphs keep the default ``cutoff`` and no triplets).
     """
 
     def __init__(self, width: int = 256, spectra_width: int | None = None):
         super().__init__()
+        self.save_hyperparameters()
         self.features = MagpieFeatures()
         elements = self.features.table[1:]
         mu, sigma = elements.mean(0), elements.std(0)

@@ -7,21 +7,24 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from lightning_dielectric.data.graphs import DEFAULT_CUTOFF
 from lightning_dielectric.models.blocks import InteractionBlock, make_conv, mlp
 from lightning_dielectric.models.embeddings import ElementEncoding, GaussianRBF
 from lightning_dielectric.models.geometry import edge_vectors, graph_batch
 from lightning_dielectric.models.heads import DielectricHeads
+from lightning_dielectric.models.network import DielectricNetwork
 from lightning_dielectric.models.pairs import edge_pairs, mlp_hidden_on_pairs
 from lightning_dielectric.models.pooling import VectorAttentionPooling
 
 
-class OptiMetal2B(torch.nn.Module):
+class OptiMetal2B(DielectricNetwork):
     """Crystal graph → (ε_inter (B, 2001, 2), ω_D (B,) eV).
 
     Atoms: group/period one-hot (24) → MLP 24 → w → w → w. Edges: 32 Gaussian RBFs of the
-    distance (0–``cutoff`` Å) → MLP 32 → w → w → w. ``num_blocks`` interaction blocks with
-    ``conv`` = ``"cgc"`` (CGConv) or ``"tc"`` (TransformerConv, 2 heads of w/2), vector attention
-    pooling, then the spectra (width ``spectra_width``, default 4w) and Drude heads.
+    distance (0–``cutoff`` Å, where the graph's edges end too) → MLP 32 → w → w → w.
+    ``num_blocks`` interaction blocks with ``conv`` = ``"cgc"`` (CGConv) or ``"tc"``
+    (TransformerConv, 2 heads of w/2), vector attention pooling, then the spectra (width
+    ``spectra_width``, default 4w) and Drude heads.
 
     Edge features depend on the distance only, so they and their projections in the convolutions
     are computed once per edge pair {i → j (S), j → i (−S)} (``models.pairs``), exactly; the edge
@@ -29,11 +32,13 @@ class OptiMetal2B(torch.nn.Module):
     """
 
     def __init__(self, width: int = 256, conv: Literal["cgc", "tc"] = "cgc", spectra_width: int | None = None,
-                 num_blocks: int = 2, cutoff: float = 5.5, num_rbf: int = 32):
+                 num_blocks: int = 2, cutoff: float = DEFAULT_CUTOFF, num_rbf: int = 32):
         super().__init__()
+        self.save_hyperparameters()
+        self.cutoff = float(cutoff)
         self.elements = ElementEncoding()
         self.rbf = GaussianRBF(num_rbf, cutoff)
-        self.node_mlp = mlp([24, width, width, width])
+        self.node_mlp = mlp([ElementEncoding.out_dim, width, width, width])
         self.edge_mlp = mlp([num_rbf, width, width, width])
         self.blocks = torch.nn.ModuleList(
             InteractionBlock(make_conv(conv, width), width) for _ in range(num_blocks)

@@ -35,6 +35,8 @@ import re
 
 import torch
 
+from lightning_dielectric.data.graphs import DEFAULT_THREEBODY_CUTOFF
+from lightning_dielectric.models.embeddings import MAX_DEGREE
 from lightning_dielectric.models.paper_file import PaperFormatError
 
 CLASS_PATHS = {
@@ -53,7 +55,7 @@ FIXED_SETTINGS: dict[str, object] = {
 }
 FIXED_2B = {"message_passing_dict.hidden_multiplier": 6}
 FIXED_3B = {
-    "angle_embedding_dict.l_max": 3,  # the paper's default when the dict is absent
+    "angle_embedding_dict.l_max": MAX_DEGREE,  # 3, also the paper's default when the dict is absent
     "triplet_block_dict.edge_graph_mp_dict.type": "transformer",
     "triplet_block_dict.node_graph_mp_dict.type": "transformer",
     "triplet_block_dict.edge_graph_mp_dict.hidden_multiplier": 6,
@@ -122,8 +124,10 @@ def _require(architecture: dict, dotted: str, where: str, number: type | None = 
     return number(value)
 
 
-def model_config(architecture: dict, where: str = "architecture") -> tuple[str, dict]:
-    """``(class_path, init_args)`` of the model the paper's ``architecture`` describes."""
+def model_config(architecture: dict, where: str = "architecture",
+                 threebody_cutoff: float = DEFAULT_THREEBODY_CUTOFF) -> tuple[str, dict]:
+    """``(class_path, init_args)`` of the model the paper's ``architecture`` describes; an OptiMetal3B
+    gets ``threebody_cutoff`` (Å), which the paper's files do not record."""
     kind = architecture.get("type")
     if kind not in CLASS_PATHS:
         raise PaperFormatError(f"{where}: architecture type {kind!r} is not implemented here "
@@ -161,7 +165,8 @@ def model_config(architecture: dict, where: str = "architecture") -> tuple[str, 
         if edge != node:
             raise PaperFormatError(f"{where}: edge-graph heads {edge} and node-graph heads {node} differ "
                                    "(this package's OptiMetal3B uses one value)")
-        init_args.update(heads=edge, num_blocks=_require(architecture, "triplet_block_dict.num_layers", where, int))
+        init_args.update(heads=edge, num_blocks=_require(architecture, "triplet_block_dict.num_layers", where, int),
+                         threebody_cutoff=float(threebody_cutoff))
     return CLASS_PATHS[kind], init_args
 
 

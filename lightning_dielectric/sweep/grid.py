@@ -90,7 +90,7 @@ def expand(spec: SweepSpec) -> list[GridPoint]:
 
 def trial_config(spec: SweepSpec, point: GridPoint, run_dir: Path) -> dict[str, Any]:
     """The config layered on ``spec.base[point.family]`` for this point (a nested mapping)."""
-    from lightning_dielectric.models import FAMILIES
+    from lightning_dielectric.models import FAMILIES, spectra_width_for
     from lightning_dielectric.training.lr_rule import lr_for_width
 
     source = spec.base[point.family]
@@ -122,7 +122,7 @@ def trial_config(spec: SweepSpec, point: GridPoint, run_dir: Path) -> dict[str, 
         "model.model",
         {
             "class_path": f"{cls.__module__}.{cls.__qualname__}",
-            "init_args": {**fixed, "width": point.width, "spectra_width": 4 * point.width},
+            "init_args": {**fixed, "width": point.width, "spectra_width": spectra_width_for(point.width)},
         },
     )
     _assign(config, "model.lr", lr)

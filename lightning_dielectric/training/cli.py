@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import sys
 from argparse import ArgumentError
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,10 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from lightning_dielectric.data import DielectricDataModule
+from lightning_dielectric.models.network import DielectricNetwork
 from lightning_dielectric.training.callbacks import RunResult
-from lightning_dielectric.training.config_errors import CONFIG_ERROR_STATUS, ConfigError, explain
+from lightning_dielectric.training.config_errors import (CONFIG_ERROR_STATUS, GRAPH_KEYS, LINKED_KEYS, ConfigError,
+                                                          explain)
 from lightning_dielectric.training.module import DielectricModule
 
 
@@ -83,9 +86,14 @@ class DielectricCLI(LightningCLI):
             }
         )
         parser.add_lightning_class_args(RunResult, "result")
+        for key in GRAPH_KEYS:  # the network owns its graph: data.cutoff/threebody_cutoff follow it
+            parser.link_arguments("model", f"data.{key}", compute_fn=partial(graph_cutoff, key=key),
+                                  apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(str(self.subcommand), self.config)
+        if linked := linked_key_given(config):
+            _stop(linked.describe())
         train_size = config.get("data.train_size")
         if train_size is not None and train_size < 1:
             _stop(f"--data.train_size must be a positive integer (structures), got {train_size}")
@@ -124,6 +132,21 @@ class DielectricCLI(LightningCLI):
     def _say(self, text: str) -> None:
         if self.trainer.is_global_zero:
             print(f"lightning {self.subcommand}: {text}", file=sys.stderr, flush=True)
+
+
+def linked_key_given(config) -> ConfigError | None:
+    """The error for a value a config file gave to a key set from the model (``LINKED_KEYS``,
+    e.g. an old run's ``data.cutoff``), which jsonargparse would silently replace."""
+    given = [key for key in LINKED_KEYS if key in config]
+    return ConfigError(given[0]) if given else None
+
+
+def graph_cutoff(module: DielectricModule, key: str) -> float | None:
+    """The ``cutoff`` or ``threebody_cutoff`` (Å) of the graphs the module's network reads."""
+    if not isinstance(module.model, DielectricNetwork):
+        raise ValueError(f"model.model must be a lightning_dielectric.models network (a DielectricNetwork, which "
+                         f"declares its graph cutoffs), got {type(module.model).__name__}")
+    return module.model.graph_cutoffs[key]
 
 
 def _stop(message: str) -> None:
@@ -187,10 +210,9 @@ def config_error(parser: LightningArgumentParser, configs: list[str]) -> ConfigE
     building anything; the error, if any."""
     args = [arg for config in configs for arg in ("--config", config)]
     try:
-        parser.parse_args(args)
+        return linked_key_given(parser.parse_args(args))
     except ArgumentError as err:
         return explain(str(err), (a.dest for a in parser._actions))
-    return None
 
 
 def main(argv: list[str] | None = None) -> None:

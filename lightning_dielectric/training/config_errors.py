@@ -1,7 +1,8 @@
 """One-line messages for configuration errors of the ``lightning`` CLI (and the sweep's check of
 trial configs), with the closest valid keys for a mistyped one.
 
-jsonargparse reports a wrong key in one of three ways, all turned into ``unknown key``:
+jsonargparse reports a wrong key in one of three ways, all turned into ``unknown key`` (a key
+that ``lightning fit`` sets from another, ``LINKED_KEYS``, gets where to set it instead):
 
 - ``unrecognized arguments: --model.widht 32`` (command line),
 - ``Subcommand 'fit' does not accept option 'model.widht'`` or ``Group 'model' does not accept
@@ -20,6 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 CONFIG_ERROR_STATUS = 2  # exit status of ``lightning`` on a configuration error (the sweep does not retry)
+GRAPH_KEYS = ("cutoff", "threebody_cutoff")
+# The DataModule's graph cutoffs are linked to the network's (``lightning fit`` sets them from the model).
+LINKED_KEYS = {f"data.{key}": f"model.model.init_args.{key}" for key in GRAPH_KEYS}
 # Keys whose value is a class (class_path/init_args): their init_args come from these classes.
 _SUBCLASS_KEYS = {
     "model.model": ("lightning_dielectric.models", ("OptiMetal2B", "OptiMetal3B", "MagpieBaseline")),
@@ -40,6 +44,9 @@ class ConfigError:
         """One line; ``prefix`` goes before every key (``--`` on the command line)."""
         if self.key is None:
             return self.text
+        if self.key in LINKED_KEYS:
+            return (f"{prefix}{self.key} cannot be set: the DataModule builds the graph the model reads; "
+                    f"set {prefix}{LINKED_KEYS[self.key]} instead")
         hint = f" (did you mean {' or '.join(prefix + k for k in self.close)}?)" if self.close else ""
         return f"unknown key {prefix}{self.key}{hint}"
 
@@ -74,6 +81,8 @@ def unknown_key(message: str) -> str | None:
         return ".".join(filter(None, m.groups()))
     if m := re.match(r"Option '([\w.\-]+)' is not accepted", message):
         return m.group(1)
+    if m := re.search(r"Linked \"([\w.]+)\" must be given via|^argument .* --> ([\w.]+):", message):
+        return m.group(1) or m.group(2)  # a link target (LINKED_KEYS)
     return None
 
 

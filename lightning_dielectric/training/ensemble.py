@@ -45,16 +45,15 @@ def metrics(eps: np.ndarray, drude: np.ndarray, eps_true: np.ndarray, drude_true
 
 
 def load_members(ckpts: list[Path], device: str = "cpu") -> tuple[list, dict]:
-    """The modules (eval mode) and their shared graph settings; ValueError naming the checkpoint
-    whose cutoffs differ from the first's."""
-    from lightning_dielectric.training.predict import graph_settings, load_module, read_checkpoint
+    """The modules (eval mode) and the graph cutoffs their networks share (``graph_cutoffs``, Å);
+    ValueError naming the checkpoint whose cutoffs differ from the first's."""
+    from lightning_dielectric.training.predict import load_module
 
     modules, settings = [], None
     for ckpt in ckpts:
         try:
-            checkpoint = read_checkpoint(ckpt)
-            module = load_module(ckpt, device, checkpoint)
-            these = graph_settings(ckpt, checkpoint)
+            module = load_module(ckpt, device)
+            these = module.model.graph_cutoffs
         except Exception as err:  # torch and Lightning raise many types for unusable files
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
             raise ValueError(f"{ckpt}: cannot load checkpoint ({type(err).__name__}: {first})") from None

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from lightning_dielectric.data.graphs import DEFAULT_CUTOFF, DEFAULT_THREEBODY_CUTOFF
+
 TRAIN_FLOP_FACTOR = 3.0
 
 
@@ -56,9 +58,11 @@ def flops_per_structure(model: torch.nn.Module, batches: Iterable, call=None) ->
     return total / structures
 
 
-def synthetic_batches(n: int = 32, batch_size: int = 8, seed: int = 0, threebody_cutoff: float | None = 4.0):
+def synthetic_batches(n: int = 32, batch_size: int = 8, seed: int = 0,
+                      threebody_cutoff: float | None = DEFAULT_THREEBODY_CUTOFF):
     """``n`` random structures of the synthetic generator (``synthetic.prototypes``) as graph
-    batches with the default cutoffs (5.5 Å, triplets 4.0 Å): the stand-in for a dataset."""
+    batches with the default cutoffs (``DEFAULT_CUTOFF``, triplets ``threebody_cutoff``): the
+    stand-in for a dataset."""
     from torch_geometric.data import Batch
 
     from lightning_dielectric.data import build_graph
@@ -68,7 +72,7 @@ def synthetic_batches(n: int = 32, batch_size: int = 8, seed: int = 0, threebody
     graphs = []
     for _ in range(n):
         lattice, numbers, positions, _ = random_structure(rng)
-        graphs.append(build_graph(lattice, numbers, positions, cutoff=5.5, threebody_cutoff=threebody_cutoff))
+        graphs.append(build_graph(lattice, numbers, positions, DEFAULT_CUTOFF, threebody_cutoff))
     return [Batch.from_data_list(graphs[i : i + batch_size]) for i in range(0, n, batch_size)]
 
 

@@ -9,10 +9,10 @@ ordinary Lightning checkpoint, loadable by ``predict --ckpt``, ``lightning test 
 
 - ``state_dict``: the ``DielectricModule``'s (``model.`` + this package's names);
 - ``hyper_parameters``: ``model`` = ``{class_path, init_args}`` (how LightningCLI stores it), so the
-  model is rebuilt on load; the training hyperparameters are this package's defaults;
-- ``datamodule_hyper_parameters``: the graph cutoffs ``predict`` uses (Å): ``cutoff`` = the paper's
-  ``twobody_cutoff``; ``threebody_cutoff`` = ``--threebody-cutoff`` for OptiMetal3B (the paper's
-  default 4.0 Å; its files do not record it), None for OptiMetal2B;
+  model is rebuilt on load; the training hyperparameters are this package's defaults. The graph
+  cutoffs ``predict`` uses are the network's (Å): ``cutoff`` = the paper's ``twobody_cutoff``;
+  OptiMetal3B's ``threebody_cutoff`` = ``--threebody-cutoff`` (the paper's default 4.0 Å; its
+  files do not record it);
 - ``imported_from``: file name, SHA-256, the paper's epoch and architecture dict.
 
 A file that is tampered, not in the paper's format, of an architecture not implemented here or
@@ -30,19 +30,19 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.cli import instantiate_module
 
+from lightning_dielectric.data.graphs import DEFAULT_THREEBODY_CUTOFF
 from lightning_dielectric.models.families import num_parameters
 from lightning_dielectric.models.paper_file import PaperFile, PaperFormatError, read_paper_file
 from lightning_dielectric.models.paper_format import convert_state_dict, model_config
-from lightning_dielectric.training.module import DielectricModule
-
-INSTANTIATOR = "pytorch_lightning.cli.instantiate_module"  # Lightning's allow-listed rebuild of class_path configs
-PAPER_THREEBODY_CUTOFF = 4.0  # Å, the paper's graph_setup default
+from lightning_dielectric.training.module import INSTANTIATOR, DielectricModule
 
 
 def import_paper_model(paper: PaperFile,
-                       threebody_cutoff: float = PAPER_THREEBODY_CUTOFF) -> tuple[DielectricModule, dict]:
+                       threebody_cutoff: float = DEFAULT_THREEBODY_CUTOFF) -> tuple[DielectricModule, dict]:
     """The module with the paper's weights (eval mode) and the checkpoint dict to save for it."""
-    class_path, init_args = model_config(paper.architecture, where=str(paper.path))
+    class_path, init_args = model_config(paper.architecture, str(paper.path), threebody_cutoff)
+    if "threebody_cutoff" in init_args and not 0 < threebody_cutoff <= init_args["cutoff"]:
+        raise ValueError(f"three-body cutoff {threebody_cutoff} Å must be in (0, {init_args['cutoff']}] Å")
     hparams = {"model": {"class_path": class_path, "init_args": init_args}}
     try:
         module = instantiate_module(DielectricModule, hparams)  # as load_from_checkpoint will rebuild it
@@ -51,16 +51,9 @@ def import_paper_model(paper: PaperFile,
     state = convert_state_dict(paper.state_dict, paper.architecture["type"], module.model, where=str(paper.path))
     module.model.load_state_dict(state)
     module.eval()
-    needs_triplets = getattr(module.model, "needs_triplets", False)
-    if needs_triplets and not 0 < threebody_cutoff <= init_args["cutoff"]:
-        raise ValueError(f"three-body cutoff {threebody_cutoff} Å must be in (0, {init_args['cutoff']}] Å")
     checkpoint = {
         "state_dict": module.state_dict(),
         "hyper_parameters": {**hparams, "_instantiator": INSTANTIATOR},
-        "datamodule_hyper_parameters": {
-            "cutoff": init_args["cutoff"],
-            "threebody_cutoff": float(threebody_cutoff) if needs_triplets else None,
-        },
         "pytorch-lightning_version": pl.__version__,
         "epoch": 0,
         "global_step": 0,
@@ -81,8 +74,9 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("paper_file", type=Path, help="the paper's model file, e.g. optimetal2b_seed1.pt")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint to write, e.g. optimetal2b_seed1.ckpt")
-    parser.add_argument("--threebody-cutoff", type=float, default=PAPER_THREEBODY_CUTOFF,
-                        help="three-body cutoff in Å for OptiMetal3B graphs (default: the paper's 4.0)")
+    parser.add_argument("--threebody-cutoff", type=float, default=DEFAULT_THREEBODY_CUTOFF,
+                        help="three-body cutoff in Å for OptiMetal3B graphs "
+                             f"(default: the paper's {DEFAULT_THREEBODY_CUTOFF})")
     args = parser.parse_args(argv)
     try:
         module, checkpoint = import_paper_model(read_paper_file(args.paper_file), args.threebody_cutoff)

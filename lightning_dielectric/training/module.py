@@ -4,10 +4,10 @@ Loss = ``eps_weight`` · MAE over all B × 2001 × 2 spectral values + ``drude_w
 computed in float32 even under bf16 autocast. AdamW; per-step LR schedule: linear warm-up over
 ``warmup_epochs`` from ``warmup_start_lr`` to ``lr``, then cosine annealing to 0 at the last step.
 
-Reloading: run through the ``lightning`` CLI, the model's ``class_path``/``init_args`` are saved
-as hyperparameters (LightningCLI hands ``save_hyperparameters`` the parsed config), so
-``DielectricModule.load_from_checkpoint(path)`` rebuilds the model on its own. A module built in
-Python with a model object does not store the model (it is not a config); reload it with
+Reloading: a checkpoint stores the network as ``hyper_parameters["model"]`` =
+``{class_path, init_args}`` (``DielectricNetwork.config``, the arguments it was built with), so
+``DielectricModule.load_from_checkpoint(path)`` rebuilds it on its own, however the module was
+built. A network of another class is not stored; reload its checkpoint with
 ``DielectricModule.load_from_checkpoint(path, model=SameModel(...))``. The run's full config is
 also in ``<log_dir>/config.yaml``.
 """
@@ -16,25 +16,23 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from functools import partial
 
 import pytorch_lightning as pl
 import torch
 from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveFloat
-from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch.optim.lr_scheduler import LambdaLR
-from torch_geometric.data import Data
 
+from lightning_dielectric.data.datamodule import DielectricDataModule
 from lightning_dielectric.data.schema import ENERGY_GRID
+from lightning_dielectric.models.network import DielectricNetwork
 from lightning_dielectric.training.metrics import METRICS, SpectralMetrics, summarise_metrics, write_tables
 from lightning_dielectric.training.plots import parity_figure, spectra_figure
 from lightning_dielectric.training.schedule import warmup_cosine
 
 NUM_PLOT_MATERIALS = 4
-# Our ``transfer_batch_to_device`` is meant to serve any DataModule; Lightning warns about exactly that.
-warnings.filterwarnings("ignore", message="You have overridden `transfer_batch_to_device` in `LightningModule`")
+INSTANTIATOR = "pytorch_lightning.cli.instantiate_module"  # Lightning's allow-listed rebuild of class_path configs
 
 
 class DielectricModule(pl.LightningModule):
@@ -67,8 +65,7 @@ class DielectricModule(pl.LightningModule):
         compile: bool = False,
     ) -> None:
         super().__init__()
-        from_cli = _given_hyperparameters.get() is not None
-        self.save_hyperparameters(ignore=None if from_cli else ["model"], logger=False)
+        self.save_hyperparameters(ignore=["model"], logger=False)  # the network: see on_save_checkpoint
         self.model = model
         if compile:
             model.compile(dynamic=True)
@@ -78,12 +75,6 @@ class DielectricModule(pl.LightningModule):
 
     def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         return self.model(batch)
-
-    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
-        """PyG batches move in one call (Lightning's generic traversal costs ~10 ms per batch)."""
-        if isinstance(batch, Data):
-            return batch.to(device, non_blocking=True)
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def _losses(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         eps, drude = self(batch)
@@ -153,6 +144,11 @@ class DielectricModule(pl.LightningModule):
             writer.add_figure("val/drude_parity", parity, step)
         self._plot_batch = None
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if isinstance(self.model, DielectricNetwork):  # rebuilt by load_from_checkpoint through INSTANTIATOR
+            hparams = checkpoint.setdefault(self.CHECKPOINT_HYPER_PARAMS_KEY, {})
+            hparams.update(model=self.model.config, _instantiator=INSTANTIATOR)
+
     def on_test_epoch_end(self) -> None:
         summary = summarise_metrics(self.test_metrics.compute())
         self.test_metrics.reset()
@@ -166,9 +162,9 @@ class DielectricModule(pl.LightningModule):
     def run_hparams(self) -> dict:
         """What identifies the run in TensorBoard's HParams dashboard: model, w, D, seed, lr, ... (the
         ``RunResult`` callback adds the family and the parameter count N and logs them)."""
-        config = self.hparams.get("model") or {}
-        init_args = dict(config.get("init_args", {})) if isinstance(config, dict) else {}
-        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        init_args = dict(self.model.hparams) if isinstance(self.model, DielectricNetwork) else {}
+        trainer = self._attached_trainer()
+        datamodule = trainer.datamodule if trainer is not None else None
         hp = {
             "model": type(self.model).__name__,
             "width": init_args.get("width", getattr(self.model, "width", -1)),
@@ -176,19 +172,30 @@ class DielectricModule(pl.LightningModule):
             "seed": int(os.environ.get("PL_GLOBAL_SEED", -1)),
         }
         hp.update({k: self.hparams[k] for k in ("lr", "weight_decay", "warmup_epochs", "eps_weight", "drude_weight")})
-        if self._trainer is not None:
-            hp["max_epochs"] = self.trainer.max_epochs
+        if trainer is not None:
+            hp["max_epochs"] = trainer.max_epochs
         if datamodule is not None:
             hp["data"] = {k: v for k, v in datamodule.hparams.items() if not k.startswith("_")}
         return hp
 
+    def _attached_trainer(self) -> pl.Trainer | None:
+        """The Trainer driving this module, or None outside one."""
+        try:
+            return self.trainer
+        except RuntimeError:  # Lightning: "not attached to a `Trainer`"
+            return None
+
     def setup(self, stage: str) -> None:
-        """Fail before any step when the data cannot feed the model (e.g. 3B without triplets)."""
-        datamodule = self._trainer.datamodule if self._trainer is not None else None
-        if getattr(self.model, "needs_triplets", False) and getattr(datamodule, "threebody_cutoff", 0.0) is None:
-            raise ValueError(
-                f"{type(self.model).__name__} needs three-body triplets: set data.threebody_cutoff (e.g. 4.0)"
-            )
+        """Fail before any step when the data's graphs are not the ones the network reads (e.g. 3B
+        without triplets); ``lightning fit`` makes them the same."""
+        datamodule = self.trainer.datamodule
+        if not (isinstance(self.model, DielectricNetwork) and isinstance(datamodule, DielectricDataModule)):
+            return
+        data, model = datamodule.graph_cutoffs, self.model.graph_cutoffs
+        wrong = [f"data.{key}={data[key]} but {type(self.model).__name__} reads {key}={model[key]}"
+                 for key in model if data[key] != model[key]]
+        if wrong:
+            raise ValueError("; ".join(wrong) + " (build the DataModule with the model's graph_cutoffs)")
 
     def configure_optimizers(self) -> dict:
         # the fused kernel (same update rule) is several times faster than the per-tensor loops on CPU and GPU

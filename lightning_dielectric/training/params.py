@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from lightning_dielectric.models import num_parameters
+from lightning_dielectric.models import num_parameters, spectra_width_for
 
 
 def network_spec(config: dict, source: str) -> tuple[str, dict]:
@@ -62,7 +62,7 @@ def config_parameter_count(path: str | Path, width: int | None = None) -> int:
         raise ValueError(f"{path}: cannot read config: {err}") from None
     class_path, init_args = network_spec(config, str(path))
     if width is not None:
-        init_args.update(width=width, spectra_width=4 * width)
+        init_args.update(width=width, spectra_width=spectra_width_for(width))
     return num_parameters(build_network(class_path, init_args, str(path)))
 
 

@@ -1,8 +1,8 @@
 """``lightning-dielectric predict --ckpt CKPT [CKPT...] STRUCTURE... [--out DIR]``: ε_inter, ω_D and colour of crystals.
 
 Reads each structure (CIF, POSCAR/CONTCAR/*.vasp or anything pymatgen's ``Structure.from_file``
-knows), builds its periodic graph with the cutoffs the checkpoint was trained with, and writes to
-``DIR`` (default ``predictions/``):
+knows), builds its periodic graph with the cutoffs the checkpoint's network reads
+(``graph_cutoffs``), and writes to ``DIR`` (default ``predictions/``):
 
 - ``predictions.parquet``: one row per structure: ``file``, ``formula``, ``drude_ev`` (ω_D, eV),
   ``colour_hex`` (sRGB of the metal's normal-incidence reflectance under D65, see ``optics.py``),
@@ -26,13 +26,14 @@ rebuild this package's model classes; a checkpoint from someone else is still an
 from __future__ import annotations
 
 import argparse
+import importlib
+import inspect
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 from torch_geometric.data import Batch
 
 from lightning_dielectric.data import build_graph
@@ -52,32 +53,43 @@ def read_checkpoint(ckpt_path: Path) -> dict:
     return torch.load(ckpt_path, map_location="cpu", weights_only=True)
 
 
-def graph_settings(ckpt_path: Path, checkpoint: dict | None = None) -> dict[str, float | None]:
-    """``cutoff``/``threebody_cutoff`` (Å) of the run: the checkpoint's datamodule hparams, else the
-    run's ``config.yaml`` (``<log_dir>/config.yaml`` next to ``checkpoints/``), else the defaults.
-    ``checkpoint``: its contents when already read."""
-    settings: dict[str, float | None] = {"cutoff": 5.5, "threebody_cutoff": 4.0}
-    checkpoint = checkpoint if checkpoint is not None else read_checkpoint(ckpt_path)
-    data = checkpoint.get("datamodule_hyper_parameters")
-    config = ckpt_path.parent.parent / "config.yaml"
-    if not data and config.is_file():
-        data = (yaml.safe_load(config.read_text()) or {}).get("data") or {}
-        data = data.get("init_args", data)
-    settings.update({k: data[k] for k in settings if data and k in data})
-    return settings
-
-
-def load_module(ckpt_path: Path, device: str, checkpoint: dict | None = None) -> DielectricModule:
-    """The checkpoint's module, loaded without unpickling code (``weights_only=True``); its model
-    ``class_path`` must be one of ``lightning_dielectric.models`` (a checkpoint's hyperparameters
-    name the class that gets imported and called). ``checkpoint``: its contents when already read."""
-    checkpoint = checkpoint if checkpoint is not None else read_checkpoint(ckpt_path)
-    hparams = checkpoint.get("hyper_parameters") or {}
-    model = hparams.get("model")
-    class_path = model.get("class_path", "") if isinstance(model, dict) else ""
-    if class_path and not class_path.startswith("lightning_dielectric.models."):
+def network_config(checkpoint: dict) -> dict | None:
+    """The checkpoint's network ``{class_path, init_args}`` (None if it stores none); the class must be
+    one of ``lightning_dielectric.models`` (a checkpoint's hyperparameters name the class that gets
+    imported and called). A checkpoint from before the networks owned their graph cutoffs (OptiMetal3B
+    had no ``threebody_cutoff``) gets the one its DataModule used."""
+    model = (checkpoint.get("hyper_parameters") or {}).get("model")
+    if not isinstance(model, dict):
+        return None
+    class_path = str(model.get("class_path", ""))
+    if not class_path.startswith("lightning_dielectric.models."):
         raise ValueError(f"model class {class_path!r} is not one of lightning_dielectric.models; not importing it")
-    return DielectricModule.load_from_checkpoint(ckpt_path, map_location=device, weights_only=True)
+    module_name, _, name = class_path.rpartition(".")
+    accepted = inspect.signature(getattr(importlib.import_module(module_name), name)).parameters
+    init_args = dict(model.get("init_args") or {})
+    trained = (checkpoint.get("datamodule_hyper_parameters") or {}).get("threebody_cutoff")
+    if "threebody_cutoff" in accepted and "threebody_cutoff" not in init_args and trained is not None:
+        init_args["threebody_cutoff"] = trained
+    return {"class_path": class_path, "init_args": init_args}
+
+
+def load_module(ckpt_path: Path, device: str) -> DielectricModule:
+    """The checkpoint's module, loaded without unpickling code (``weights_only=True``), its network
+    rebuilt from ``network_config``; the graphs to build for it are ``module.model.graph_cutoffs``.
+    ValueError if the network reads other graphs than it was trained on (a run from before the
+    network owned its graph cutoffs)."""
+    checkpoint = read_checkpoint(ckpt_path)
+    config = network_config(checkpoint)
+    kwargs = {"model": config} if config else {}
+    module = DielectricModule.load_from_checkpoint(ckpt_path, map_location=device, weights_only=True, **kwargs)
+    trained = checkpoint.get("datamodule_hyper_parameters") or {}
+    wrong = [f"{key}={value} Å but it was trained on data.{key}={trained[key]} Å"
+             for key, value in module.model.graph_cutoffs.items()
+             if value is not None and trained.get(key, value) != value]
+    if wrong:
+        raise ValueError(f"its network reads graphs with {'; '.join(wrong)} (a run from before the network owned "
+                         "its graph); retrain it")
+    return module
 
 
 def read_structure(path: Path):
