@@ -82,3 +82,9 @@ def test_fit_and_test_say_where_they_write_and_test_stays_in_the_run(tiny_datase
     after = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert [n for n in after if not n.startswith("test_metrics")] == checkpoints
     assert json.loads((run / "checkpoints" / "test_metrics.json").read_text())["n_materials"] > 0
+
+    (run / "checkpoints" / "test_metrics.json").unlink()  # the checkpoint alone is enough: the run's config is read
+    lightning_main(["test", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), *QUIET])
+    assert f"settings from {run / 'config.yaml'}" in capsys.readouterr().err
+    assert json.loads((run / "checkpoints" / "test_metrics.json").read_text())["n_materials"] > 0
+    assert [p.name for p in run.parent.iterdir()] == [run.name]

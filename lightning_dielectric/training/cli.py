@@ -15,6 +15,8 @@ line (a mistyped key gets the closest valid ones) and exit status 2, the status 
 Where runs go: ``fit`` prints its run directory when it starts; ``test``/``validate``/``predict``
 with ``--config RUN/config.yaml --ckpt_path RUN/checkpoints/X.ckpt`` log into RUN itself (events
 beside the fit's) rather than a new ``version_N``, and ``test`` prints where ``test_metrics.*`` went.
+Without ``--config``, they read the fit's ``RUN/config.yaml`` beside the checkpoint's folder, so
+``lightning test --ckpt_path RUN/checkpoints/X.ckpt`` is enough.
 """
 
 from __future__ import annotations
@@ -217,4 +219,21 @@ def config_error(parser: LightningArgumentParser, configs: list[str]) -> ConfigE
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI on ``argv`` (default ``sys.argv[1:]``)."""
-    DielectricCLI(**_cli_kwargs(), parser_kwargs={"prog": "lightning"}, args=argv)
+    DielectricCLI(**_cli_kwargs(), parser_kwargs={"prog": "lightning"}, args=with_run_config(argv))
+
+
+def with_run_config(argv: list[str] | None) -> list[str]:
+    """``argv`` with ``--config RUN/config.yaml`` put first when a ``validate``/``test``/``predict``
+    command names ``--ckpt_path RUN/checkpoints/X.ckpt`` but no ``--config`` (the settings the
+    checkpoint was trained with; options given on the command line still override them)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in ("validate", "test", "predict") or any(a.startswith("--config") for a in argv):
+        return argv
+    ckpt = next((a.split("=", 1)[1] for a in argv if a.startswith("--ckpt_path=")), None)
+    if "--ckpt_path" in argv[:-1]:
+        ckpt = argv[argv.index("--ckpt_path") + 1]
+    run_config = Path(ckpt).resolve().parent.parent / "config.yaml" if ckpt else None
+    if run_config is None or not run_config.is_file():
+        return argv
+    print(f"lightning {argv[0]}: settings from {run_config}", file=sys.stderr, flush=True)
+    return [argv[0], "--config", str(run_config), *argv[1:]]
