@@ -128,24 +128,31 @@ def test_clean_exit_before_last_epoch_is_not_a_result(tmp_path, monkeypatch):
     assert trial.user_attrs["epochs_done"] == 3
 
 
-def test_cpu_split_and_gpu_pinning():
-    assert device_envs(2, 1, gpus=["0", "1", "2", "3"]) == [{"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}]
-    assert device_envs(2, 2, gpus=["4", "5", "6", "7"])[1] == {"CUDA_VISIBLE_DEVICES": "6,7"}
+def test_cpu_split_and_gpu_pinning(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    threads = {"OMP_NUM_THREADS": "8", "MKL_NUM_THREADS": "8"}
+    assert device_envs(2, 1, gpus=["0", "1", "2", "3"]) == [{"CUDA_VISIBLE_DEVICES": "0", **threads},
+                                                            {"CUDA_VISIBLE_DEVICES": "1", **threads}]
+    # 2 trials x 2 DDP ranks: 4 training processes share the 16 cores
+    assert device_envs(2, 2, gpus=["4", "5", "6", "7"])[1] == {"CUDA_VISIBLE_DEVICES": "6,7", "OMP_NUM_THREADS": "4",
+                                                               "MKL_NUM_THREADS": "4"}
     with pytest.raises(ValueError, match="need 6 GPUs; 4 visible"):
         device_envs(3, 2, gpus=["0", "1", "2", "3"])
     cpu = device_envs(2, 1, gpus=[])
-    assert cpu[0]["OMP_NUM_THREADS"] == str(max(1, len(os.sched_getaffinity(0)) // 2))
+    assert cpu[0] == {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "8", "MKL_NUM_THREADS": "8"}
 
 
 @pytest.mark.parametrize("gpus", [["0"], ["0", "1"]])
 @pytest.mark.parametrize("k", [1, 2, 4])
-def test_packed_trials_share_each_gpu(gpus, k):
+def test_packed_trials_share_each_gpu(monkeypatch, gpus, k):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
     envs = device_envs(len(gpus), 1, k, gpus=gpus)
     assert len(envs) == len(gpus) * k
     assert Counter(e["CUDA_VISIBLE_DEVICES"] for e in envs) == {g: k for g in gpus}
     # the first slots (started first) spread over the GPUs before any GPU gets a second trial
     assert [e["CUDA_VISIBLE_DEVICES"] for e in envs[: len(gpus)]] == gpus
-    assert all(set(e) == {"CUDA_VISIBLE_DEVICES"} for e in envs)
+    # and split the machine's cores between them, so K trials do not oversubscribe the CPU
+    assert {e["OMP_NUM_THREADS"] for e in envs} == {str(16 // (len(gpus) * k))}
 
 
 def test_packed_ddp_trials_share_their_gpu_group():

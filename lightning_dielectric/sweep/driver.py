@@ -12,7 +12,7 @@ without retries.
 Devices: the driver runs ``workers`` x ``trials_per_device`` (K) trials at once. With GPUs,
 worker group g gets ``CUDA_VISIBLE_DEVICES`` = its own ``devices`` GPUs, shared by K trial slots
 (packed trials; slot j belongs to group j mod ``workers``, so the first slots spread over the
-GPUs); on CPU, the cores are split evenly between all slots (``OMP_NUM_THREADS``/``MKL_NUM_THREADS``).
+GPUs); the CPU cores are split evenly between all training processes (``OMP_NUM_THREADS``/``MKL_NUM_THREADS``).
 """
 
 from __future__ import annotations
@@ -54,8 +54,10 @@ def device_envs(
     """Environment overrides per trial slot (``workers * trials_per_device`` slots).
 
     With GPUs: slot j is pinned to group ``j % workers``, the group's ``devices`` GPUs
-    (``CUDA_VISIBLE_DEVICES``), so ``trials_per_device`` slots share each group. On CPU: the
-    cores are split evenly between all slots (at least one thread each).
+    (``CUDA_VISIBLE_DEVICES``), so ``trials_per_device`` slots share each group. On CPU no GPU
+    is visible. Either way the machine's cores are split evenly between all training processes
+    (slots × ``devices`` DDP ranks; ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``, at least one thread
+    each), so packed trials do not oversubscribe the CPU.
     """
     gpus = visible_gpus() if gpus is None else gpus
     slots = workers * trials_per_device
@@ -65,10 +67,12 @@ def device_envs(
                 f"{workers} workers x {devices} devices per trial need {workers * devices} GPUs; "
                 f"{len(gpus)} visible ({','.join(gpus)})"
             )
+    threads = str(max(1, len(os.sched_getaffinity(0)) // (slots * devices)))
+    cpu = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    if gpus:
         groups = [",".join(gpus[g * devices : (g + 1) * devices]) for g in range(workers)]
-        return [{"CUDA_VISIBLE_DEVICES": groups[j % workers]} for j in range(slots)]
-    threads = str(max(1, len(os.sched_getaffinity(0)) // slots))
-    return [{"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}] * slots
+        return [{"CUDA_VISIBLE_DEVICES": groups[j % workers], **cpu} for j in range(slots)]
+    return [{"CUDA_VISIBLE_DEVICES": "", **cpu}] * slots
 
 
 def visible_gpus() -> list[str]:
