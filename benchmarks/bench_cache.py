@@ -21,13 +21,14 @@ import torch
 
 from benchmarks.bench_data import bench_dataset
 from lightning_dielectric.data import DielectricDataModule
+from lightning_dielectric.data.graphs import DEFAULT_CUTOFF, DEFAULT_THREEBODY_CUTOFF
 from lightning_dielectric.data.graph_cache import open_graph_cache
 
 
 def build_seconds(root: Path, threebody_cutoff: float | None, cache_dir: Path) -> tuple[float, float]:
     """(wall seconds, GB on disk) of building the training split's cache with 2 workers."""
     start = time.perf_counter()
-    cache = open_graph_cache(root, "train", 5.5, threebody_cutoff, cache_dir, workers=2, progress=False)
+    cache = open_graph_cache(root, "train", DEFAULT_CUTOFF, threebody_cutoff, cache_dir, workers=2, progress=False)
     seconds = time.perf_counter() - start
     return seconds, sum(f.stat().st_size for f in cache.path.iterdir()) / 1e9
 
@@ -55,17 +56,17 @@ def run(quick: bool = False) -> str:
     tmp = Path(tempfile.mkdtemp(prefix="bench-cache-"))
     lines = ["## Graph cache and in-memory batches", "",
              f"Build of the training split's cache ({n_rows:,} random 1–8 atom metal cells of `bench_data`, "
-             "cutoff 5.5 Å, 2 worker processes, a fresh directory):", "",
+             f"cutoff {DEFAULT_CUTOFF} Å, 2 worker processes, a fresh directory):", "",
              "| triplets | wall s | structures/s | size on disk |", "|---|---:|---:|---:|"]
     try:
-        for tb in (None, 4.0):
+        for tb in (None, DEFAULT_THREEBODY_CUTOFF):
             seconds, gb = build_seconds(root, tb, tmp)
             lines.append(f"| {'none' if tb is None else f'≤ {tb} Å'} | {seconds:.1f} | {n_rows / seconds:,.0f} | "
                          f"{gb:.2f} GB |")
         lines += ["", f"Batch assembly from memory (`cache: memory`, CPU, 2 threads, batch 256, training epoch of "
                   f"{n_epoch:,} structures incl. the per-epoch order; fastest of 3 epochs):", "",
                   "| triplets | structures/s | held in memory |", "|---|---:|---:|"]
-        for tb in (None, 4.0):
+        for tb in (None, DEFAULT_THREEBODY_CUTOFF):
             rate, gb = assembly_rate(root, n_epoch, tb, tmp)
             lines.append(f"| {'none' if tb is None else f'≤ {tb} Å'} | {rate:,.0f} | {gb:.2f} GB |")
         rate, gb = assembly_rate(root, n_rows, None, tmp)

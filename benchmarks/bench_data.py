@@ -27,6 +27,7 @@ import psutil
 import pyarrow as pa
 
 from lightning_dielectric.data import DielectricDataModule, build_graph
+from lightning_dielectric.data.graphs import DEFAULT_CUTOFF, DEFAULT_THREEBODY_CUTOFF
 from lightning_dielectric.data.schema import ENERGY_GRID, N_ENERGIES, SCHEMA
 from lightning_dielectric.data.writer import read_metadata, write_dataset
 
@@ -118,7 +119,7 @@ def graph_rate(n: int, threebody_cutoff: float | None) -> tuple[float, float, fl
     start = time.perf_counter()
     edges = triplets = 0
     for lattice, z, pos in structures:
-        g = build_graph(lattice, z, pos, 5.5, threebody_cutoff)
+        g = build_graph(lattice, z, pos, DEFAULT_CUTOFF, threebody_cutoff)
         edges += g.edge_index.shape[1]
         triplets += g.triplet_index.shape[1]
     return n / (time.perf_counter() - start), edges / n, triplets / n
@@ -182,9 +183,9 @@ def run(quick: bool = False) -> str:
     n_stream = 2_000 if quick else 20_000
     lines = ["## Data: graphs and streaming DataModule", ""]
 
-    lines += ["Graph construction (`build_graph`, cutoff 5.5 Å, one process, random 1–8 atom metal cells):", "",
+    lines += [f"Graph construction (`build_graph`, cutoff {DEFAULT_CUTOFF} Å, one process, random 1–8 atom metal cells):", "",
               "| triplets | structures/s | edges/structure | triplets/structure |", "|---|---|---|---|"]
-    for tb in (None, 4.0):
+    for tb in (None, DEFAULT_THREEBODY_CUTOFF):
         rate, edges, trips = graph_rate(n_graphs, tb)
         lines.append(f"| {'none' if tb is None else f'≤ {tb} Å'} | {rate:,.0f} | {edges:.0f} | {trips:.0f} |")
 
@@ -195,7 +196,7 @@ def run(quick: bool = False) -> str:
               "Streaming DataModule throughput (`cache: off`; training epoch of the first rows, batch 32, graphs "
               "built in the loader):", "",
               "| workers | triplets | structures | structures/s |", "|---|---|---|---|"]
-    for workers, tb in ((0, None), (2, None), (2, 4.0)):
+    for workers, tb in ((0, None), (2, None), (2, DEFAULT_THREEBODY_CUTOFF)):
         rate, seen = stream_rate(root, n_stream, workers, tb)
         lines.append(f"| {workers} | {'none' if tb is None else f'≤ {tb} Å'} | {seen:,} | {rate:,.0f} |")
 

@@ -16,8 +16,9 @@ import torch
 from torch_geometric.data import Batch
 
 from lightning_dielectric.data import build_graph
+from lightning_dielectric.data.graphs import DEFAULT_CUTOFF, DEFAULT_THREEBODY_CUTOFF
 from lightning_dielectric.models import build_model, count_parameters
-from tests.test_models_pairs import direct_forward
+from lightning_dielectric.models.reference import direct_forward
 
 METALS = [3, 4, 11, 12, 13, 19, 20, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 40, 41, 42, 44, 45, 46, 47, 48,
           49, 50, 57, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 83]
@@ -35,7 +36,7 @@ WARMUP = 2
 
 
 def intermetallic_graphs(n: int, seed: int = 0) -> list:
-    """``n`` random intermetallic-like crystal graphs with triplets (cutoffs 5.5 / 4.0 Å)."""
+    """``n`` random intermetallic-like crystal graphs with triplets (the default cutoffs, 5.5 / 4.0 Å)."""
     rng = np.random.default_rng(seed)
     graphs = []
     while len(graphs) < n:
@@ -52,13 +53,13 @@ def intermetallic_graphs(n: int, seed: int = 0) -> list:
         pos = (frac + rng.normal(0, 0.01, frac.shape)) @ lattice
         species = rng.choice(METALS, size=int(rng.integers(1, 4)), replace=False)
         z = rng.choice(species, len(frac))
-        graphs.append(build_graph(lattice, z, pos, cutoff=5.5, threebody_cutoff=4.0))
+        graphs.append(build_graph(lattice, z, pos, cutoff=DEFAULT_CUTOFF, threebody_cutoff=DEFAULT_THREEBODY_CUTOFF))
     return graphs
 
 
 class Direct(torch.nn.Module):
     """The same model and parameters run per edge and per triplet through PyG's message passing
-    (the tests' ``direct_forward``, the models' forward before edge pairing): the reference for
+    (``models.reference.direct_forward``, the models' forward before edge pairing): the reference for
     the paired and factorised computation."""
 
     def __init__(self, model: torch.nn.Module):
@@ -103,7 +104,7 @@ def run(quick: bool = False) -> str:
         "",
         f"Forward + backward + AdamW step at w = {width}, batch {batch_size}; median of {steps} steps per model "
         f"(models interleaved step by step) after {WARMUP} warm-up steps; {torch.get_num_threads()} torch threads. Intermetallic-like structures: {atoms:.1f} atoms, "
-        f"{edges:.0f} edges (≤ 5.5 Å), {triplets:.0f} triplets (≤ 4.0 Å) per structure on average.",
+        f"{edges:.0f} edges (≤ {DEFAULT_CUTOFF} Å), {triplets:.0f} triplets (≤ {DEFAULT_THREEBODY_CUTOFF} Å) per structure on average.",
         "",
         "| model | parameters | structures/s | wall ms/step | CPU s/step |",
         "|---|---:|---:|---:|---:|",

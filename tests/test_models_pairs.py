@@ -1,7 +1,8 @@
 """Edge/triplet pairing and the paired computation: equal to the direct (per-edge) models.
 
-The reference ``direct_forward`` is the models' forward as on commit 68e1f57: every feature per
-edge and per triplet, PyG's own ``CGConv`` / ``TransformerConv`` message passing and ``LayerNorm``. Models are
+The reference ``direct_forward`` (``models.reference``) is the models' forward as on commit 68e1f57:
+every feature per edge and per triplet, PyG's own ``CGConv`` / ``TransformerConv`` message passing
+and ``LayerNorm``. Models are
 compared in float64, where rounding is far below the tolerance: in float32 the two edges of a pair
 have lengths that differ by rounding, which training-mode batch norms amplify (~1e-5 relative).
 """
@@ -22,6 +23,7 @@ from lightning_dielectric.models.blocks import mlp
 from lightning_dielectric.models.convs import FactorisedTransformerConv
 from lightning_dielectric.models.geometry import edge_vectors, graph_batch, triplet_cosines
 from lightning_dielectric.models.pairs import edge_pairs, mlp_on_pairs, triplet_swap_pairs
+from lightning_dielectric.models.reference import direct_forward
 
 WIDTH = 16
 TOL = {"atol": 1e-9, "rtol": 1e-9}
@@ -139,39 +141,6 @@ def test_factorised_transformer_conv_equals_pyg():
     inputs = [x, e_pairs, *conv.parameters()]
     for g, h in zip(torch.autograd.grad(ours.square().sum(), inputs), torch.autograd.grad(reference.square().sum(), inputs)):
         torch.testing.assert_close(g, h)
-
-
-def direct_interaction(block, x, edge_index, e, batch, num_graphs):
-    pyg = CGConv if isinstance(block.conv, CGConv) else TransformerConv
-    x = pyg.forward(block.conv, x, edge_index, e)
-    x = x + block.mlp(x)
-    return LayerNorm.forward(block.norm, x, batch, num_graphs)
-
-
-def direct_forward(model, data):
-    """The forward of commit 68e1f57: per-edge and per-triplet features, PyG message passing."""
-    batch, num_graphs = graph_batch(data)
-    edge_index = data.edge_index
-    vec = edge_vectors(data.pos, data.cell, data.cell_offset, edge_index, batch)
-    x = model.node_mlp(model.elements(data.z))
-    e = model.edge_mlp(model.rbf(vec.norm(dim=-1)))
-    if isinstance(model, OptiMetal2B):
-        for block in model.blocks:
-            x = direct_interaction(block, x, edge_index, e, batch, num_graphs)
-        return model.heads(model.pool(x, batch, num_graphs))
-    triplet_index = data.triplet_index
-    a = model.angle_mlp(model.angles(triplet_cosines(vec, triplet_index)))
-    edge_batch = batch[edge_index[0]]
-    triplet_batch = edge_batch[triplet_index[0]]
-    (src, dst), (t1, t2) = edge_index, triplet_index
-    for block in model.blocks:
-        e = LayerNorm.forward(block.edge_norm, e + block.edge_lin(torch.cat([x[src], x[dst], e], -1)), edge_batch,
-                              num_graphs)
-        a = LayerNorm.forward(block.angle_norm, a + block.angle_lin(torch.cat([e[t1], e[t2], a], -1)),
-                              triplet_batch, num_graphs)
-        e = direct_interaction(block.line_block, e, triplet_index, a, edge_batch, num_graphs)
-        x = direct_interaction(block.atom_block, x, edge_index, e, batch, num_graphs)
-    return model.heads(model.pool(x, batch, num_graphs))
 
 
 def float64_batch(graphs) -> Batch:
