@@ -33,7 +33,7 @@ if os.environ.get("SWEEP_FAKE_FAIL") and os.environ["SWEEP_FAKE_FAIL"] in str(ru
 for epoch in range(start, epochs):
     time.sleep(float(os.environ.get("SWEEP_FAKE_EPOCH_S", "0.05")))
     loss = 1.0 + 100.0 / width + 1000.0 / d
-    RunRecord(val_loss=loss, eps_loss=loss - 0.5, drude_loss=0.5, delta_e=1.0, best_epoch=epoch,
+    RunRecord(val_loss=loss, eps_loss=loss - 0.5, drude_loss=0.5, delta_e=10.0 / width, best_epoch=epoch,
               epochs_done=epoch + 1, max_epochs=epochs, finished=epoch + 1 == epochs, num_parameters=width * 1000,
               family=config["result"]["family"], flops_per_structure=None, structures_seen=0, flops=None,
               train_wall_s=0.0, device="cpu", num_devices=1, device_hours=0.0).write(run_dir / RECORD_FILE)

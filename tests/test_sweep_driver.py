@@ -88,6 +88,7 @@ def test_grid_completes_exports_and_never_reruns(tmp_path, capsys):
     assert sorted(table.loc[table.study == "width", "width"]) == [8, 16, 32]
     row = table[(table.study == "data") & (table.D == 100)].iloc[0]
     assert row.val_loss == pytest.approx(1 + 100 / 16 + 1000 / 100) and row.N == 16_000 and row.wall_s > 0
+    assert row.delta_e == pytest.approx(10.0 / 16)  # the run record's ΔE reaches the runs table
 
     # rerun: every point is done, nothing runs again
     Driver(spec, workers=2, command=fake_command, poll_s=0.2).run()

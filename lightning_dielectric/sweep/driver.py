@@ -37,7 +37,7 @@ from lightning_dielectric.sweep.store import SweepStore
 
 Command = Callable[[SweepSpec, GridPoint, Path, "Path | None"], list[str]]
 # RunRecord fields that become trial user attributes.
-RESULT_KEYS = ("val_loss", "eps_loss", "drude_loss", "best_epoch", "epochs_done", "num_parameters",
+RESULT_KEYS = ("val_loss", "eps_loss", "drude_loss", "delta_e", "best_epoch", "epochs_done", "num_parameters",
                "flops", "flops_per_structure", "device", "device_hours")
 
 

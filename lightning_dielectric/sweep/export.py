@@ -11,6 +11,8 @@ form the full N × D grid), so a fit selects its axis with one filter. Columns:
 - ``flops`` (training FLOPs = 3 × forward FLOPs per structure × structures seen),
   ``flops_per_structure`` (forward, measured on the run's own batches), ``flops_estimated``
   (False here: measured), ``device`` (``cpu`` / ``cuda:<model>``), ``device_hours``;
+- ``delta_e``: the per-material mean CIE76 colour difference ΔE*ab (``training.optics.delta_e``)
+  at the best epoch, NaN when the run recorded none;
 - ``best_epoch``, ``epochs`` (epochs trained), ``wall_s`` (trial-process seconds over all
   attempts of the point), ``run_dir``, ``trial`` (Optuna trial number).
 """
@@ -26,7 +28,7 @@ from lightning_dielectric.laws.runs import write_runs as write_table
 from lightning_dielectric.sweep.grid import GridPoint
 from lightning_dielectric.sweep.store import PointState
 
-COLUMNS = RUNS_COLUMNS + ("best_epoch", "trial")
+COLUMNS = RUNS_COLUMNS + ("delta_e", "best_epoch", "trial")
 
 
 def runs_table(points: list[GridPoint], states: dict[str, PointState]) -> pd.DataFrame:
@@ -49,6 +51,7 @@ def runs_table(points: list[GridPoint], states: dict[str, PointState]) -> pd.Dat
                 "val_loss": float(trial.value),
                 "eps_loss": float(attrs.get("eps_loss", float("nan"))),
                 "drude_loss": float(attrs.get("drude_loss", float("nan"))),
+                "delta_e": float(attrs.get("delta_e") if attrs.get("delta_e") is not None else float("nan")),
                 "best_epoch": int(attrs.get("best_epoch", -1)),
                 "epochs": int(attrs.get("epochs_done", p.epochs)),
                 "wall_s": state.wall_s,
