@@ -47,7 +47,7 @@ def structures() -> list:
 
 def test_edge_pairs_partner_is_the_reverse_edge():
     batch = Batch.from_data_list(structures())
-    rep, pair = edge_pairs(batch.edge_index, batch.cell_offset, batch.num_nodes)
+    rep, pair, _ = edge_pairs(batch.edge_index, batch.cell_offset, batch.num_nodes)
     num_edges = batch.edge_index.size(1)
     assert rep.shape == (num_edges // 2,) and pair.shape == (num_edges,)
     assert torch.equal(torch.bincount(pair, minlength=len(rep)), torch.full((len(rep),), 2))
@@ -71,7 +71,7 @@ def test_triplet_pairs_partner_is_the_swap():
 
 def test_pairing_rejects_edges_without_reverse():
     batch = Batch.from_data_list(structures()[1:2])
-    rep, _ = edge_pairs(batch.edge_index, batch.cell_offset, batch.num_nodes)
+    rep = edge_pairs(batch.edge_index, batch.cell_offset, batch.num_nodes).rep
     with pytest.raises(ValueError, match="needs its reverse"):
         edge_pairs(batch.edge_index[:, 1:], batch.cell_offset[1:], batch.num_nodes)
     keep = torch.ones(batch.edge_index.size(1), dtype=torch.bool)
@@ -127,20 +127,46 @@ def test_mlp_on_one_pair_uses_batch_statistics():
     assert_same_buffers(paired, direct, atol=1e-6, rtol=1e-5)
 
 
-def test_factorised_transformer_conv_equals_pyg():
-    torch.manual_seed(0)
-    conv = FactorisedTransformerConv(8, heads=2)
+def test_atom_pairs_group_the_images_of_each_bond():
     batch = Batch.from_data_list(structures())
-    x = torch.randn(batch.num_nodes, 8, requires_grad=True)
-    rep, pair = edge_pairs(batch.edge_index, batch.cell_offset, batch.num_nodes)
-    e_pairs = torch.randn(len(rep), 8, requires_grad=True)
-    ours = conv(x, batch.edge_index, e_pairs, pair)
-    reference = TransformerConv.forward(conv, x, batch.edge_index, e_pairs[pair])  # PyG's message passing
-    torch.testing.assert_close(ours, reference)
-    torch.testing.assert_close(conv(x, batch.edge_index, e_pairs[pair]), reference)
+    n = batch.num_nodes
+    pairs = edge_pairs(batch.edge_index, batch.cell_offset, n).with_atom_pairs(batch.edge_index, n)
+    listed = batch.edge_index[:, torch.cat([pairs.rep, partner_of(pairs)])]  # rep edges, then their reverses
+    atoms = pairs.atoms
+    assert torch.equal(atoms.dst[atoms.index], listed[1]) and torch.equal(atoms.src[atoms.index], listed[0])
+    distinct = {(int(i), int(j)) for j, i in listed.t()}
+    assert len(atoms.dst) == len(distinct) < listed.size(1)  # periodic images share their atom pair
+
+
+def partner_of(pairs) -> torch.Tensor:
+    """The other edge of each pair, in the order of ``pairs.rep``."""
+    members = torch.argsort(pairs.pair, stable=True).view(-1, 2)
+    return torch.where(members[:, 0] == pairs.rep, members[:, 1], members[:, 0])
+
+
+@pytest.mark.parametrize("features", ["per edge", "per pair", "per pair, atom pairs"])
+def test_factorised_transformer_conv_equals_pyg(features):
+    torch.manual_seed(0)
+    conv = FactorisedTransformerConv(8, heads=2).double()
+    batch = Batch.from_data_list(structures())
+    n = batch.num_nodes
+    x = torch.randn(n, 8, dtype=torch.float64, requires_grad=True)
+    pairs = edge_pairs(batch.edge_index, batch.cell_offset, n)
+    e_pairs = torch.randn(len(pairs.rep), 8, dtype=torch.float64, requires_grad=True)
+    reference = TransformerConv.forward(conv, x, batch.edge_index, e_pairs[pairs.pair])  # PyG's message passing
+    if features == "per edge":
+        ours = conv(x, batch.edge_index, e_pairs[pairs.pair])
+    else:
+        ours = conv(x, batch.edge_index, e_pairs,
+                    pairs.with_atom_pairs(batch.edge_index, n) if "atom" in features else pairs)
+    torch.testing.assert_close(ours, reference, **TOL)
     inputs = [x, e_pairs, *conv.parameters()]
-    for g, h in zip(torch.autograd.grad(ours.square().sum(), inputs), torch.autograd.grad(reference.square().sum(), inputs)):
-        torch.testing.assert_close(g, h)
+    weights = torch.linspace(-1.0, 1.0, ours.numel(), dtype=torch.float64).view_as(ours)
+    grads = torch.autograd.grad((ours * weights).sum(), inputs)
+    ref_grads = torch.autograd.grad((reference * weights).sum(), inputs)
+    scale = max(h.abs().max() for h in ref_grads)  # the key bias has no effect: its gradient is 0 up to rounding
+    for g, h in zip(grads, ref_grads):
+        torch.testing.assert_close(g, h, atol=1e-9 * scale, rtol=1e-9)
 
 
 def float64_batch(graphs) -> Batch:

@@ -8,7 +8,7 @@ from torch_geometric.nn import MLP
 
 from lightning_dielectric.models.convs import EdgeFeatures, FactorisedCGConv, FactorisedTransformerConv, split_linear
 from lightning_dielectric.models.norms import GraphLayerNorm
-from lightning_dielectric.models.pairs import gather
+from lightning_dielectric.models.pairs import EdgePairs, gather
 
 
 def mlp(channels: list[int]) -> MLP:
@@ -33,7 +33,7 @@ def make_conv(kind: str, width: int, heads: int = 2) -> torch.nn.Module:
 class InteractionBlock(torch.nn.Module):
     """x ← conv(x, edge_index, e); x ← x + MLP(w → m·w → w)(x); x ← LayerNorm(w, mode="graph")(x).
 
-    ``e`` is per edge, or per edge pair with ``edge_pair`` (E,) the pair of each edge (``models.pairs``).
+    ``e`` is per edge, or per edge pair with ``pairs`` the graph's :class:`EdgePairs` (``models.pairs``).
     """
 
     def __init__(self, conv: torch.nn.Module, width: int, mlp_ratio: int = 6):
@@ -43,8 +43,8 @@ class InteractionBlock(torch.nn.Module):
         self.norm = GraphLayerNorm(width)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: EdgeFeatures, batch: Tensor, num_graphs: int,
-                edge_pair: Tensor | None = None) -> Tensor:
-        x = self.conv(x, edge_index, edge_attr, edge_pair)
+                pairs: EdgePairs | None = None) -> Tensor:
+        x = self.conv(x, edge_index, edge_attr, pairs)
         x = x + self.mlp(x)
         return self.norm(x, batch, num_graphs)
 

@@ -5,11 +5,11 @@ with W = [W₁ | W₂ | …] split by columns: each block multiplies the small, 
 (atoms instead of edges, edges instead of triplets, edge pairs instead of edges) and only the
 result is gathered. Same parameters, same function, a fraction of the floating-point work.
 
-The convolutions take edge features either per edge (``edge_pair=None``) or once per edge pair
-(``edge_attr`` (P, ·) with ``edge_pair`` (E,) the pair of each edge, see ``models.pairs``), in
-which case their edge projections run once per pair and are gathered. Edge features that are the
-output of a Linear layer, e = W_l h + b_l, may be passed as ``(h, lin)``: a projection W e is then
-evaluated as (W W_l) h + W b_l, so e itself is never formed.
+The convolutions take edge features either per edge (``pairs=None``) or once per edge pair
+(``edge_attr`` (P, ·) with ``pairs`` the :class:`~lightning_dielectric.models.pairs.EdgePairs`),
+in which case their edge projections run once per pair. Edge features that are the output of a
+Linear layer, e = W_l h + b_l, may be passed as ``(h, lin)``: a projection W e is then evaluated
+as (W W_l) h + W b_l, so e itself is never formed.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from torch import Tensor
 from torch_geometric.nn import CGConv, TransformerConv
 from torch_geometric.utils import softmax
 
-from lightning_dielectric.models.pairs import gather
+from lightning_dielectric.models.pairs import EdgePairs, gather
 
 
 def split_linear(weight: Tensor, bias: Tensor | None, parts: list[tuple[Tensor, Tensor | None]]) -> Tensor:
@@ -61,12 +61,12 @@ class FactorisedCGConv(CGConv):
     def __init__(self, channels: int, dim: int):
         super().__init__(channels, dim=dim, aggr="add")
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: EdgeFeatures, edge_pair: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: EdgeFeatures, pairs: EdgePairs | None = None) -> Tensor:
         src, dst = edge_index  # PyG flow source → target: messages from x_j = x[src] to x_i = x[dst]
         c = x.size(-1)
         weight = torch.cat([self.lin_f.weight, self.lin_s.weight], dim=0)  # (2c, 2c + dim)
         bias = torch.cat([self.lin_f.bias, self.lin_s.bias], dim=0)
-        edge = gather(project_edges(edge_attr, weight[:, 2 * c:], bias), edge_pair)
+        edge = gather(project_edges(edge_attr, weight[:, 2 * c:], bias), None if pairs is None else pairs.pair)
         z = edge + split_linear(weight[:, :2 * c], None, [(x, dst), (x, src)])
         gate, core = z.chunk(2, dim=-1)
         messages = gate.sigmoid() * F.softplus(core)
@@ -76,12 +76,17 @@ class FactorisedCGConv(CGConv):
 
 class FactorisedTransformerConv(TransformerConv):
     """``TransformerConv(w, w/h, heads=h, concat=True, beta=True, edge_dim=w)`` (same parameters,
-    state-dict keys and output) written as a few gathers and one scatter instead of PyG's generic
-    message passing, with the edge projection W_e e optionally once per edge pair.
+    state-dict keys and output) written as a few gathers and scatters instead of PyG's generic
+    message passing.
 
     Per head (C = w/h channels): α_ij = softmax_{j→i}(q_i · (k_j + W_e e_ij) / √C),
     m_i = Σ_{j→i} α_ij (v_j + W_e e_ij); x'_i = β_i r_i + (1 − β_i) m_i with r_i = W_r x_i + b_r and
     β_i = σ(W_β (m_i ‖ r_i ‖ m_i − r_i)); q, k, v = W_{q,k,v} x + b.
+
+    With edge features per edge pair (``pairs``), W_e e is computed once per pair and never
+    gathered per edge: both edges of pair p (b_p → a_p and a_p → b_p) read the same row. With the
+    pairing's atom pairs, the terms that depend on the atoms only, q_i · k_j and Σ α_ij v_j, are
+    computed once per ordered atom pair (i, j) rather than once per periodic image.
     """
 
     def __init__(self, width: int, heads: int):
@@ -89,15 +94,43 @@ class FactorisedTransformerConv(TransformerConv):
             raise ValueError(f"width {width} must be divisible by the number of heads {heads}")
         super().__init__(width, width // heads, heads=heads, concat=True, beta=True, edge_dim=width)
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: EdgeFeatures, edge_pair: Tensor | None = None) -> Tensor:
-        src, dst = edge_index  # messages from x_j = x[src] to x_i = x[dst]
-        heads, channels = self.heads, self.out_channels
-        edge = gather(project_edges(edge_attr, self.lin_edge.weight), edge_pair).view(-1, heads, channels)
-        query = self.lin_query(x).index_select(0, dst).view(-1, heads, channels)
-        key = self.lin_key(x).index_select(0, src).view(-1, heads, channels) + edge
-        alpha = softmax((query * key).sum(-1) / math.sqrt(channels), dst, num_nodes=x.size(0))  # (E, h)
-        messages = (self.lin_value(x).index_select(0, src).view(-1, heads, channels) + edge) * alpha.unsqueeze(-1)
-        out = messages.new_zeros(x.size(0), heads * channels).index_add_(0, dst, messages.view(-1, heads * channels))
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: EdgeFeatures, pairs: EdgePairs | None = None) -> Tensor:
+        shape = (-1, self.heads, self.out_channels)
+        edge = project_edges(edge_attr, self.lin_edge.weight).view(shape)  # (E or P, h, C)
+        q, k, v = (lin(x).view(shape) for lin in (self.lin_query, self.lin_key, self.lin_value))
+        if pairs is None:
+            out = self._attend_per_edge(q, k, v, edge, edge_index)
+        else:
+            out = self._attend_per_pair(q, k, v, edge, edge_index, pairs)
+        out = out.view(x.size(0), self.heads * self.out_channels)
         root = self.lin_skip(x)
         beta = self.lin_beta(torch.cat([out, root, out - root], dim=-1)).sigmoid()
         return beta * root + (1 - beta) * out
+
+    def _attend_per_edge(self, q: Tensor, k: Tensor, v: Tensor, edge: Tensor, edge_index: Tensor) -> Tensor:
+        """m (n, h, C) from per-edge W_e e (E, h, C); messages from x_j = x[src] to x_i = x[dst]."""
+        src, dst = edge_index
+        score = (q.index_select(0, dst) * (k.index_select(0, src) + edge)).sum(-1)  # (E, h)
+        alpha = softmax(score / math.sqrt(self.out_channels), dst, num_nodes=q.size(0))
+        messages = (v.index_select(0, src) + edge) * alpha.unsqueeze(-1)
+        return messages.new_zeros(q.shape).index_add_(0, dst, messages)
+
+    def _attend_per_pair(self, q: Tensor, k: Tensor, v: Tensor, edge: Tensor, edge_index: Tensor,
+                         pairs: EdgePairs) -> Tensor:
+        """m (n, h, C) from per-pair W_e e (P, h, C); the edges listed pair by pair (``models.pairs``)."""
+        b, a = edge_index.index_select(1, pairs.rep)  # pair p: b_p → a_p, then its reverse a_p → b_p
+        dst = torch.cat([a, b])
+        on_edge = torch.cat([(q.index_select(0, a) * edge).sum(-1), (q.index_select(0, b) * edge).sum(-1)])
+        atoms = pairs.atoms
+        if atoms is None:
+            on_atoms = (q.index_select(0, dst) * k.index_select(0, torch.cat([b, a]))).sum(-1)  # q_i · k_j per edge
+        else:
+            on_atoms = (q.index_select(0, atoms.dst) * k.index_select(0, atoms.src)).sum(-1).index_select(0, atoms.index)
+        alpha = softmax((on_atoms + on_edge) / math.sqrt(self.out_channels), dst, num_nodes=q.size(0))  # (E, h)
+        to_a, to_b = alpha.unsqueeze(-1).chunk(2)
+        out = q.new_zeros(q.shape, dtype=torch.promote_types(alpha.dtype, edge.dtype))  # dtypes differ under autocast
+        out = out.index_add_(0, a, to_a * edge).index_add_(0, b, to_b * edge)
+        if atoms is None:
+            return out.index_add_(0, dst, alpha.unsqueeze(-1) * v.index_select(0, torch.cat([b, a])))
+        weight = alpha.new_zeros(atoms.dst.size(0), alpha.size(1)).index_add_(0, atoms.index, alpha)  # Σ α over images
+        return out.index_add_(0, atoms.dst, weight.unsqueeze(-1) * v.index_select(0, atoms.src))

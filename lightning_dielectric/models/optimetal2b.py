@@ -28,7 +28,9 @@ class OptiMetal2B(DielectricNetwork):
 
     Edge features depend on the distance only, so they and their projections in the convolutions
     are computed once per edge pair {i → j (S), j → i (−S)} (``models.pairs``), exactly; the edge
-    MLP's last Linear is folded into those projections (``convs.project_edges``).
+    MLP's last Linear is folded into those projections (``convs.project_edges``). On CPU the
+    TransformerConv also computes its atom-only terms once per ordered atom pair
+    (``EdgePairs.with_atom_pairs``; on a GPU that would cost a host sync per batch).
     """
 
     def __init__(self, width: int = 256, conv: Literal["cgc", "tc"] = "cgc", spectra_width: int | None = None,
@@ -48,11 +50,14 @@ class OptiMetal2B(DielectricNetwork):
 
     def forward(self, data) -> tuple[Tensor, Tensor]:
         batch, num_graphs = graph_batch(data)
-        rep, pair = edge_pairs(data.edge_index, data.cell_offset, data.z.size(0))
+        pairs = edge_pairs(data.edge_index, data.cell_offset, data.z.size(0))
+        if self.hparams.conv == "tc" and data.pos.device.type == "cpu":
+            pairs = pairs.with_atom_pairs(data.edge_index, data.z.size(0))
+        rep = pairs.rep
         vec = edge_vectors(data.pos, data.cell, data.cell_offset[rep], data.edge_index[:, rep], batch)
         x = self.node_mlp(self.elements(data.z))
         hidden = mlp_hidden_on_pairs(self.edge_mlp, self.rbf(vec.norm(dim=-1)))  # (P, w): one row per edge pair
         e = (hidden, self.edge_mlp.lins[-1])  # e = lins[-1](hidden), only ever projected
         for block in self.blocks:
-            x = block(x, data.edge_index, e, batch, num_graphs, pair)
+            x = block(x, data.edge_index, e, batch, num_graphs, pairs)
         return self.heads(self.pool(x, batch, num_graphs))

@@ -6,9 +6,15 @@ angle. Features computed from lengths or angles alone are therefore equal on bot
 pair and are computed once per pair, then gathered. A pairing is ``(rep, pair)``: ``rep`` (P,)
 the index of one member of each pair, ``pair`` (E,) the pair of each edge (``rep[pair[k]]`` is
 k or its partner). Both are found on the device by sorting (no Python per edge, no host sync).
+
+Listed pair by pair, the edges are ``rep`` (edge p: b_p → a_p, with (b, a) = ``edge_index[:, rep]``)
+followed by their reverses (a_p → b_p). :class:`AtomPairs` groups the edges of that list by their
+ordered pair of atoms (the periodic images of one bond).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +22,32 @@ from torch import Tensor
 from torch_geometric.nn import MLP
 
 
-def edge_pairs(edge_index: Tensor, cell_offset: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
+class AtomPairs(NamedTuple):
+    """The distinct ordered atom pairs (i ← j) of a graph's edges listed pair by pair (module doc):
+    ``dst`` (U,) and ``src`` (U,) the atoms, ``index`` (E,) the atom pair of each listed edge."""
+
+    dst: Tensor
+    src: Tensor
+    index: Tensor
+
+
+class EdgePairs(NamedTuple):
+    """An edge pairing: ``rep`` (P,), ``pair`` (E,) (module doc); ``atoms`` the :class:`AtomPairs`
+    of the edges listed pair by pair, or None (then every edge is its own)."""
+
+    rep: Tensor
+    pair: Tensor
+    atoms: AtomPairs | None = None
+
+    def with_atom_pairs(self, edge_index: Tensor, num_nodes: int) -> EdgePairs:
+        """This pairing with its :class:`AtomPairs` (``torch.unique``: a host sync on CUDA)."""
+        b, a = edge_index.index_select(1, self.rep)
+        key = torch.cat([a * num_nodes + b, b * num_nodes + a])  # (dst, src) of the rep edges, then of the reverses
+        distinct, index = torch.unique(key, return_inverse=True)
+        return self._replace(atoms=AtomPairs(distinct // num_nodes, distinct % num_nodes, index))
+
+
+def edge_pairs(edge_index: Tensor, cell_offset: Tensor, num_nodes: int) -> EdgePairs:
     """Pairs {i → j (S), j → i (−S)} of a (batched) periodic graph; self-image edges i → i pair S with −S.
 
     Args: ``edge_index`` (2, E) long, ``cell_offset`` (E, 3) integer-valued, ``num_nodes`` n.
@@ -39,7 +70,7 @@ def edge_pairs(edge_index: Tensor, cell_offset: Tensor, num_nodes: int) -> tuple
     order = torch.argsort(offset_key, stable=True)  # then by atoms: both sorts together order by (lo, hi, S)
     order = order.index_select(0, torch.argsort((lo * num_nodes + hi).index_select(0, order), stable=True))
     keys = torch.stack([lo, hi, offset_key])
-    return _adjacent_pairs(order, keys, "edge")
+    return EdgePairs(*_adjacent_pairs(order, keys, "edge"))
 
 
 def triplet_swap_pairs(triplet_index: Tensor, num_edges: int) -> tuple[Tensor, Tensor]:
