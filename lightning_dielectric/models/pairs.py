@@ -51,7 +51,7 @@ def edge_pairs(edge_index: Tensor, cell_offset: Tensor, num_nodes: int) -> EdgeP
     """Pairs {i → j (S), j → i (−S)} of a (batched) periodic graph; self-image edges i → i pair S with −S.
 
     Args: ``edge_index`` (2, E) long, ``cell_offset`` (E, 3) integer-valued, ``num_nodes`` n.
-    Returns ``rep`` (E/2,) and ``pair`` (E,) long.
+    Returns :class:`EdgePairs` with ``rep`` (E/2,) and ``pair`` (E,) long, without atom pairs.
     """
     src, dst = edge_index
     offset = cell_offset.round().long()
