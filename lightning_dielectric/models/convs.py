@@ -119,11 +119,11 @@ class FactorisedTransformerConv(TransformerConv):
                          pairs: EdgePairs) -> Tensor:
         """m (n, h, C) from per-pair W_e e (P, h, C); the edges listed pair by pair (``models.pairs``)."""
         b, a = edge_index.index_select(1, pairs.rep)  # pair p: b_p → a_p, then its reverse a_p → b_p
-        dst = torch.cat([a, b])
+        dst, src = torch.cat([a, b]), torch.cat([b, a])
         on_edge = torch.cat([(q.index_select(0, a) * edge).sum(-1), (q.index_select(0, b) * edge).sum(-1)])
         atoms = pairs.atoms
         if atoms is None:
-            on_atoms = (q.index_select(0, dst) * k.index_select(0, torch.cat([b, a]))).sum(-1)  # q_i · k_j per edge
+            on_atoms = (q.index_select(0, dst) * k.index_select(0, src)).sum(-1)  # q_i · k_j per edge
         else:
             on_atoms = (q.index_select(0, atoms.dst) * k.index_select(0, atoms.src)).sum(-1).index_select(0, atoms.index)
         alpha = softmax((on_atoms + on_edge) / math.sqrt(self.out_channels), dst, num_nodes=q.size(0))  # (E, h)
@@ -131,6 +131,6 @@ class FactorisedTransformerConv(TransformerConv):
         out = q.new_zeros(q.shape, dtype=torch.promote_types(alpha.dtype, edge.dtype))  # dtypes differ under autocast
         out = out.index_add_(0, a, to_a * edge).index_add_(0, b, to_b * edge)
         if atoms is None:
-            return out.index_add_(0, dst, alpha.unsqueeze(-1) * v.index_select(0, torch.cat([b, a])))
+            return out.index_add_(0, dst, alpha.unsqueeze(-1) * v.index_select(0, src))
         weight = alpha.new_zeros(atoms.dst.size(0), alpha.size(1)).index_add_(0, atoms.index, alpha)  # Σ α over images
         return out.index_add_(0, atoms.dst, weight.unsqueeze(-1) * v.index_select(0, atoms.src))

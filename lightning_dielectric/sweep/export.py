@@ -51,7 +51,7 @@ def runs_table(points: list[GridPoint], states: dict[str, PointState]) -> pd.Dat
                 "val_loss": float(trial.value),
                 "eps_loss": float(attrs.get("eps_loss", float("nan"))),
                 "drude_loss": float(attrs.get("drude_loss", float("nan"))),
-                "delta_e": float(attrs.get("delta_e") if attrs.get("delta_e") is not None else float("nan")),
+                "delta_e": float("nan") if attrs.get("delta_e") is None else float(attrs["delta_e"]),
                 "best_epoch": int(attrs.get("best_epoch", -1)),
                 "epochs": int(attrs.get("epochs_done", p.epochs)),
                 "wall_s": state.wall_s,
