@@ -14,6 +14,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+from lightning_dielectric.data.datamodule import DielectricDataModule
 from lightning_dielectric.training.cli import main as lightning_main
 from lightning_dielectric.training.module import DielectricModule
 from lightning_dielectric.training.schedule import warmup_cosine
@@ -41,9 +42,10 @@ def subprocess_env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def fitted(tiny_dataset, tmp_path_factory) -> Path:
-    """One 3-epoch run (52 training materials, 4 batches per epoch, warm-up 1 epoch, lr 5e-3)."""
+    """One 3-epoch run (52 training materials, 4 batches per epoch, warm-up 1 epoch, lr 5e-3, step logs every step)."""
     runs = tmp_path_factory.mktemp("runs")
-    lightning_main(fit_args(tiny_dataset, runs, "--trainer.max_epochs", "3", "--model.lr", "5e-3"))
+    lightning_main(fit_args(tiny_dataset, runs, "--trainer.max_epochs", "3", "--model.lr", "5e-3",
+                            "--trainer.log_every_n_steps", "1"))
     return run_dir(runs)
 
 
@@ -53,13 +55,24 @@ def scalars(run: Path) -> tuple[EventAccumulator, dict[str, list]]:
     return acc, {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
-def test_fit_lowers_loss_and_writes_tensorboard(fitted):
+def test_fit_lowers_loss_and_writes_tensorboard(fitted, tiny_dataset):
     acc, values = scalars(fitted)
     for tag in ("train/loss", "val/loss", "val/eps_loss", "val/drude_loss", "train/lr", "train/grad_norm",
                 "val/sc_im", "val/delta_e", "hp/best_val_loss"):
         assert tag in values, tag
     train = [v for _, v in values["train/loss"]]
     assert len(train) == 3 and train[-1] < train[0]
+    # the epoch's loss is the mean over its 52 structures: the step losses weighted by batch size
+    datamodule = DielectricDataModule(tiny_dataset, batch_size=16)
+    datamodule.setup("fit")
+    sizes = [batch.num_graphs for batch in datamodule.train_dataloader()]
+    assert sum(sizes) == 52 and len(set(sizes)) > 1
+    steps = [v for _, v in values["train/loss_step"]]
+    assert len(steps) == 3 * len(sizes)
+    means = [sum(n * v for n, v in zip(sizes, steps[k:k + len(sizes)])) / 52 for k in range(0, len(steps), len(sizes))]
+    assert train == pytest.approx(means, rel=1e-6)
+    parts = [e + d for (_, e), (_, d) in zip(values["train/eps_loss"], values["train/drude_loss"])]
+    assert parts == pytest.approx(train, rel=1e-6)
     assert {"val/spectra", "val/drude_parity"} <= set(acc.Tags()["images"])
     # The HParams dashboard entry: run identity and the hp/* metrics.
     content = acc.SummaryMetadata("_hparams_/session_start_info").plugin_data.content

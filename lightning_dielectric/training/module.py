@@ -84,22 +84,50 @@ class DielectricModule(pl.LightningModule):
         loss = self.hparams.eps_weight * eps_loss + self.hparams.drude_weight * drude_loss
         return loss, eps_loss, drude_loss, eps, drude
 
+    def on_train_epoch_start(self) -> None:
+        self._train_sums = torch.zeros(4, dtype=torch.float64, device=self.device)  # Σ n·(loss, eps, drude, 1)
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, eps_loss, drude_loss, _, _ = self._losses(batch)
         n = batch.num_graphs
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True, prog_bar=True)
-        self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=n)
-        self.log("train/eps_loss", eps_loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
-        self.log("train/drude_loss", drude_loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=n)
+        self._train_sums += torch.stack([loss, eps_loss, drude_loss, torch.ones_like(loss)]).detach() * n
+        if self._step_logged():  # each self.log costs Lightning about half a millisecond
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=n)
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False,
+                     batch_size=n)
         return loss
 
+    def on_train_epoch_end(self) -> None:
+        """Log the epoch's training losses: means over all structures of all ranks (weighted by batch size)."""
+        sums = self.trainer.strategy.reduce(self._train_sums, reduce_op="sum")
+        if sums[3] == 0:
+            return
+        loss, eps_loss, drude_loss = (sums[:3] / sums[3]).float()
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log_dict({"train/eps_loss": eps_loss, "train/drude_loss": drude_loss}, on_step=False, on_epoch=True)
+
+    def _step_logged(self) -> bool:
+        """Whether Lightning writes this optimizer step's on-step logs (every ``log_every_n_steps``)."""
+        every = self.trainer.log_every_n_steps
+        return every > 0 and (self.global_step + 1) % every == 0
+
     def on_before_optimizer_step(self, optimizer) -> None:
-        if (self.global_step + 1) % self.trainer.log_every_n_steps:  # Lightning writes step logs only then
+        if not self._step_logged():
             return
         norms = [p.grad.detach().norm() for p in self.parameters() if p.grad is not None]
         if norms:
             self.log("train/grad_norm", torch.linalg.vector_norm(torch.stack(norms)), on_step=True, on_epoch=False)
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Lightning's clipping; on CPU by norm, the multiply by 1.0 that ``clip_grad_norm_`` applies when
+        the norm is within ``gradient_clip_val`` is skipped (same gradients, one pass fewer over them)."""
+        scaled = getattr(self.trainer.precision_plugin, "scaler", None) is not None  # fp16: Lightning's checks
+        if self.device.type != "cpu" or gradient_clip_algorithm != "norm" or not gradient_clip_val or scaled:
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        params = [p for p in self.trainer.precision_plugin.main_params(optimizer) if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        if not gradient_clip_val / (norm + 1e-6) >= 1.0:  # clip_grad_norm_'s coefficient; NaN clips as there
+            torch.nn.utils.clip_grads_with_norm_(params, gradient_clip_val, norm)
 
     def _eval_step(self, batch, stage: str, metrics: SpectralMetrics) -> torch.Tensor:
         """Log the losses, update the metrics; returns the predicted spectra (B, 2001, 2)."""

@@ -1,0 +1,40 @@
+"""``DielectricModule``'s gradient clipping on CPU gives exactly ``clip_grad_norm_``'s gradients."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from lightning_dielectric.training.module import DielectricModule
+
+
+def attached_module() -> DielectricModule:
+    module = DielectricModule(torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Linear(5, 3)))
+    module.trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False,
+                                enable_progress_bar=False, enable_model_summary=False)
+    return module
+
+
+@pytest.mark.parametrize("max_norm", [1e3, 0.5, 0.0])
+@pytest.mark.parametrize("bad", [None, math.nan, math.inf])
+def test_clipping_equals_clip_grad_norm(max_norm, bad):
+    torch.manual_seed(0)
+    module = attached_module()
+    params = list(module.parameters())
+    for p in params:
+        p.grad = 3.0 * torch.randn_like(p)
+    if bad is not None:
+        params[1].grad[0] = bad
+    expected = [p.grad.clone() for p in params]
+    reference = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    for r, g in zip(reference, expected):
+        r.grad = g
+    if max_norm:
+        torch.nn.utils.clip_grad_norm_(reference, max_norm)
+    optimizer = torch.optim.SGD(params, lr=0.1)
+    module.configure_gradient_clipping(optimizer, gradient_clip_val=max_norm, gradient_clip_algorithm="norm")
+    for p, r in zip(params, reference):
+        torch.testing.assert_close(p.grad, r.grad, rtol=0, atol=0, equal_nan=True)
