@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn import MLP
 
@@ -19,13 +18,6 @@ def mlp(channels: list[int]) -> MLP:
     the running statistics instead of failing; it adds no parameters.
     """
     return MLP(channels, act="relu", plain_last=True, norm="batch_norm", norm_kwargs={"allow_single_element": True})
-
-
-def mlp_hidden(mlp: MLP, x: Tensor) -> Tensor:
-    """The input of the last Linear of an MLP built by :func:`mlp` (what ``mlp(x)`` feeds it)."""
-    for lin, norm, p in zip(mlp.lins[:-1], mlp.norms, mlp.dropout):
-        x = F.dropout(mlp.act(norm(lin(x))), p=p, training=mlp.training)
-    return x
 
 
 def make_conv(kind: str, width: int, heads: int = 2) -> torch.nn.Module:

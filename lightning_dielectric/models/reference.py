@@ -2,8 +2,7 @@
 
 This is the models' forward as on commit 68e1f57, before edge pairing and the factorised
 convolutions (``models.pairs``, ``models.convs``): edge features from each edge's own length,
-PyG ``CGConv`` / ``TransformerConv`` message passing, PyG ``LayerNorm`` and the heads' PyG MLPs
-as they are (no ``heads.wide_linear``). It computes the same
+PyG ``CGConv`` / ``TransformerConv`` message passing and PyG ``LayerNorm``. It computes the same
 function as ``model(data)`` with the same parameters (up to rounding) at several times the cost;
 the tests compare the two, and ``benchmarks/bench_models.py`` times it as the baseline.
 """
@@ -14,7 +13,6 @@ import torch
 from torch import Tensor
 from torch_geometric.nn import CGConv, LayerNorm, TransformerConv
 
-from lightning_dielectric.data.schema import N_ENERGIES
 from lightning_dielectric.models.geometry import edge_vectors, graph_batch, triplet_cosines
 from lightning_dielectric.models.optimetal2b import OptiMetal2B
 
@@ -27,11 +25,6 @@ def direct_interaction(block, x: Tensor, edge_index: Tensor, e: Tensor, batch: T
     return LayerNorm.forward(block.norm, x, batch, num_graphs)
 
 
-def direct_heads(heads, h: Tensor) -> tuple[Tensor, Tensor]:
-    """``DielectricHeads`` through its PyG MLPs: ε (B, 2001, 2), ω_D (B,) eV."""
-    return heads.spectra(h).view(-1, N_ENERGIES, 2), torch.relu(heads.drude(h)).squeeze(-1)
-
-
 def direct_forward(model: torch.nn.Module, data) -> tuple[Tensor, Tensor]:
     """``model(data)`` of an ``OptiMetal2B`` / ``OptiMetal3B`` computed directly (ε (B, 2001, 2), ω_D (B,) eV)."""
     batch, num_graphs = graph_batch(data)
@@ -42,7 +35,7 @@ def direct_forward(model: torch.nn.Module, data) -> tuple[Tensor, Tensor]:
     if isinstance(model, OptiMetal2B):
         for block in model.blocks:
             x = direct_interaction(block, x, edge_index, e, batch, num_graphs)
-        return direct_heads(model.heads, model.pool(x, batch, num_graphs))
+        return model.heads(model.pool(x, batch, num_graphs))
     triplet_index = data.triplet_index
     a = model.angle_mlp(model.angles(triplet_cosines(vec, triplet_index)))
     edge_batch = batch[edge_index[0]]
@@ -55,4 +48,4 @@ def direct_forward(model: torch.nn.Module, data) -> tuple[Tensor, Tensor]:
                               triplet_batch, num_graphs)
         e = direct_interaction(block.line_block, e, triplet_index, a, edge_batch, num_graphs)
         x = direct_interaction(block.atom_block, x, edge_index, e, batch, num_graphs)
-    return direct_heads(model.heads, model.pool(x, batch, num_graphs))
+    return model.heads(model.pool(x, batch, num_graphs))
