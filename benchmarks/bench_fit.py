@@ -5,10 +5,10 @@ For each shipped paper config (``configs/optimetal2b_cgc.yaml``, ``optimetal2b_t
 checkout and in a ``git worktree`` of the baseline commit (``$LD_BENCH_BASELINE``, default
 68e1f57, the main before the graph cache and the paired edge computations), alternating, on the
 same training rows of the ``bench_data`` dataset, 2 torch threads, validation off, in two rounds
-(baseline, this, baseline, this; one with ``--quick``). A callback records each training epoch's wall time (data
-loading included); the figure is the fastest epoch after the first of any of a tree's runs, so
-that a slow spell of a shared machine does not fall on one side only. This checkout's graph cache
-is built before timing (a one-off per dataset, reported by ``bench_cache``).
+(baseline, this, baseline, this; one with ``--quick``). A callback records each training epoch's
+wall time (data loading included); the figure is the fastest epoch after the first of any of a
+tree's runs, so that a slow spell of a shared machine does not fall on one side only. This
+checkout's graph cache is built before timing (a one-off per dataset, reported by ``bench_cache``).
 
 Run: ``python -m benchmarks.bench_fit [--quick]``.
 """
