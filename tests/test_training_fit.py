@@ -195,6 +195,9 @@ def test_ddp_two_processes_sync_metrics(fitted, tiny_dataset, tmp_path):
     result = json.loads((run / "result.json").read_text())
     assert result["epochs_done"] == 1
     assert result["structures_seen"] == 52 and result["num_devices"] == 2  # both ranks' structures, once each
+    _, values = scalars(run)  # the epoch's training losses, summed over both ranks
+    assert len(values["train/loss"]) == 1 and math.isfinite(values["train/loss"][0][1])
+    assert values["train/loss"][0][1] == pytest.approx(values["train/eps_loss"][0][1] + values["train/drude_loss"][0][1])
 
     single_dir = tmp_path / "single"
     single_dir.mkdir()
