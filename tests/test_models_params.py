@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from lightning_dielectric.cli import main as cli_main
 from lightning_dielectric.models import FAMILIES, build_model, count_parameters, num_parameters

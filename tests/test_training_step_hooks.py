@@ -1,4 +1,5 @@
-"""``DielectricModule``'s gradient clipping on CPU gives exactly ``clip_grad_norm_``'s gradients."""
+"""``DielectricModule``'s per-step hooks: gradient clipping on CPU gives exactly ``clip_grad_norm_``'s
+gradients; step logs follow ``log_every_n_steps``, including 0 (never)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import torch
 from lightning_dielectric.training.module import DielectricModule
 
 
-def attached_module() -> DielectricModule:
+def attached_module(**trainer) -> DielectricModule:
     module = DielectricModule(torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Linear(5, 3)))
     module.trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False,
-                                enable_progress_bar=False, enable_model_summary=False)
+                                enable_progress_bar=False, enable_model_summary=False, **trainer)
     return module
 
 
@@ -38,3 +39,15 @@ def test_clipping_equals_clip_grad_norm(max_norm, bad):
     module.configure_gradient_clipping(optimizer, gradient_clip_val=max_norm, gradient_clip_algorithm="norm")
     for p, r in zip(params, reference):
         torch.testing.assert_close(p.grad, r.grad, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("every, logged", [(0, []), (1, [0, 1, 2, 3, 4, 5]), (3, [2, 5])])
+def test_step_logs_follow_log_every_n_steps(every, logged, monkeypatch):
+    module = attached_module(log_every_n_steps=every)
+    steps = []
+    for step in range(6):
+        monkeypatch.setattr(DielectricModule, "global_step", property(lambda self, s=step: s))
+        if module._step_logged():
+            steps.append(step)
+    assert steps == logged
+    module.on_before_optimizer_step(torch.optim.SGD(module.parameters(), lr=0.1))  # every = 0: no step, no error
