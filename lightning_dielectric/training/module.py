@@ -72,6 +72,7 @@ class DielectricModule(pl.LightningModule):
         self.val_metrics = SpectralMetrics()
         self.test_metrics = SpectralMetrics()
         self._plot_batch: tuple | None = None
+        self._train_sums: torch.Tensor | None = None  # this epoch's Σ n·(loss, eps_loss, drude_loss, 1)
 
     def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         return self.model(batch)
@@ -85,7 +86,7 @@ class DielectricModule(pl.LightningModule):
         return loss, eps_loss, drude_loss, eps, drude
 
     def on_train_epoch_start(self) -> None:
-        self._train_sums = torch.zeros(4, dtype=torch.float64, device=self.device)  # Σ n·(loss, eps, drude, 1)
+        self._train_sums = torch.zeros(4, dtype=torch.float64, device=self.device)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, eps_loss, drude_loss, _, _ = self._losses(batch)
