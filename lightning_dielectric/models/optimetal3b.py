@@ -58,7 +58,8 @@ class OptiMetal3B(DielectricNetwork):
         vec = edge_vectors(data.pos, data.cell, data.cell_offset, edge_index, batch)
         edge_batch = batch.index_select(0, edge_index[0])
         triplet_batch = edge_batch.index_select(0, triplet_index[0])
-        edge_rep, edge_pair = edge_pairs(edge_index, data.cell_offset, data.z.size(0))[:2]
+        pairs = edge_pairs(edge_index, data.cell_offset, data.z.size(0))
+        edge_rep, edge_pair = pairs.rep, pairs.pair
         triplet_rep, triplet_pair = triplet_swap_pairs(triplet_index, edge_index.size(1))
         x = self.node_mlp(self.elements(data.z))
         e = mlp_on_pairs(self.edge_mlp, self.rbf(vec[edge_rep].norm(dim=-1)))  # (P, w): per edge pair

@@ -115,9 +115,9 @@ class DielectricModule(pl.LightningModule):
     def on_before_optimizer_step(self, optimizer) -> None:
         if not self._step_logged():
             return
-        norms = [p.grad.detach().norm() for p in self.parameters() if p.grad is not None]
-        if norms:
-            self.log("train/grad_norm", torch.linalg.vector_norm(torch.stack(norms)), on_step=True, on_epoch=False)
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if grads:  # the same total norm the clipping uses
+            self.log("train/grad_norm", torch.nn.utils.get_total_norm(grads), on_step=True, on_epoch=False)
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         """Lightning's clipping; on CPU by norm, the multiply by 1.0 that ``clip_grad_norm_`` applies when
