@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from argparse import ArgumentError
 from functools import partial
 from pathlib import Path
@@ -91,6 +92,12 @@ class DielectricCLI(LightningCLI):
         for key in GRAPH_KEYS:  # the network owns its graph: data.cutoff/threebody_cutoff follow it
             parser.link_arguments("model", f"data.{key}", compute_fn=partial(graph_cutoff, key=key),
                                   apply_on="instantiate")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        """Parse ``args``: :func:`main` always passes the command line (amended by
+        :func:`with_run_config`), so LightningCLI's warning about ``args`` given beside a command
+        line, meant for calls from Python, would only ever be about this wiring."""
+        self.config = parser.parse_args(args)
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(str(self.subcommand), self.config)
@@ -217,8 +224,15 @@ def config_error(parser: LightningArgumentParser, configs: list[str]) -> ConfigE
         return explain(str(err), (a.dest for a in parser._actions))
 
 
+# Raised inside Lightning by the torch this package installs (Lightning's own pytree helper calls an
+# API torch deprecated); it tells the user nothing about their run. Every other warning is shown.
+QUIET_WARNINGS = ((r"`isinstance\(treespec, LeafSpec\)` is deprecated", r"pytorch_lightning\.utilities\._pytree"),)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI on ``argv`` (default ``sys.argv[1:]``)."""
+    for message, module in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, module=module)
     DielectricCLI(**_cli_kwargs(), parser_kwargs={"prog": "lightning"}, args=with_run_config(argv))
 
 
