@@ -63,3 +63,47 @@ def test_without_best_last_stays_as_the_weights(tmp_path):
 def test_unknown_setting_is_one_line(tmp_path):
     with pytest.raises(ValueError, match="keep_checkpoints: expected one of all, best, best-weights"):
         retention.apply(fake_run(tmp_path), "most")
+
+
+def test_sweep_file_setting_is_checked_in_one_line():
+    import yaml
+
+    from lightning_dielectric.sweep.spec import SweepSpecError, load_spec, parse_spec
+
+    assert load_spec("sweeps/paper.yaml").keep_checkpoints == "best-weights"
+    assert load_spec("sweeps/quick.yaml").keep_checkpoints == "all"
+    raw = yaml.safe_load(Path("sweeps/quick.yaml").read_text()) | {"keep_checkpoints": "most"}
+    with pytest.raises(SweepSpecError, match=r"^x.yaml: key 'keep_checkpoints': unknown setting 'most'"):
+        parse_spec(raw, source="x.yaml")
+
+
+@pytest.mark.slow
+def test_completed_trial_keeps_only_best_weights_and_they_evaluate(tmp_path, tiny_dataset, capsys):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from lightning_dielectric.cli import main as cli_main
+
+    base = Path(__file__).resolve().parents[1] / "configs" / "quick" / "optimetal2b_cgc.yaml"
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "study_name": "keep", "base": str(base), "families": ["2b-cgc"], "design": "grid", "widths": [8],
+        "train_sizes": [16], "seeds": [0], "epochs": 2, "data_root": str(tiny_dataset), "out": str(tmp_path / "runs"),
+        "keep_checkpoints": "best-weights",
+        "overrides": {"data.batch_size": 16, "model.plot_every_n_epochs": 1000, "trainer.enable_progress_bar": False}}))
+    assert cli_main(["sweep", "run", str(sweep), "--no-report"]) == 0
+    (run,) = (tmp_path / "runs" / "trials").iterdir()
+    (best,) = (run / "checkpoints").iterdir()
+    assert best.name.startswith("best-")
+    assert not set(TRAINING_STATE) & set(torch.load(best, weights_only=True))
+    capsys.readouterr()
+    assert cli_main(["evaluate", "--ckpt", str(best), "--data", str(tiny_dataset)]) in (0, None)
+    proc = subprocess.run([sys.executable, "-m", "lightning_dielectric", "test", "--ckpt_path", str(best),
+                           "--trainer.enable_progress_bar", "false"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((run / "checkpoints" / "test_metrics.json").read_text())["n_materials"] > 0

@@ -34,6 +34,8 @@ def _load(args: argparse.Namespace) -> SweepSpec:
     changes = {k: v for k, v in {"storage": args.storage, "out": args.out}.items() if v is not None}
     if getattr(args, "data", None) is not None:
         changes["data_root"] = args.data
+    if getattr(args, "keep_checkpoints", None) is not None:
+        changes["keep_checkpoints"] = args.keep_checkpoints
     return spec.replace(**changes)
 
 
@@ -63,6 +65,8 @@ def run_main(argv: list[str]) -> int:
                                                           "(default: the file's 'trials_per_device')")
     p.add_argument("--data", type=Path, help="dataset root (default: the file's 'data_root')")
     p.add_argument("--no-report", action="store_true", help="skip export and scaling-law report at the end")
+    p.add_argument("--keep-checkpoints", choices=("all", "best", "best-weights"),
+                   help="what a completed trial keeps (default: the file's 'keep_checkpoints', else all)")
     args = p.parse_args(argv)
     if args.workers is not None and args.workers < 1:
         p.error("--workers must be at least 1")

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lightning_dielectric.sweep import retention
 from lightning_dielectric.sweep.grid import GridPoint, expand, trial_config, write_trial_config
 from lightning_dielectric.training.config_errors import CONFIG_ERROR_STATUS
 from lightning_dielectric.training.run_record import RECORD_FILE, RunRecord
@@ -265,6 +266,14 @@ class Driver:
         attrs |= {key: getattr(record, key) for key in RESULT_KEYS}
         if store.complete(trial_id, value, attrs):
             self.log(f"[sweep] done {point.key}: val_loss {value:.4f} in {attrs['wall_s']:.0f} s")
+            try:
+                freed = retention.apply(run_dir, self.spec.keep_checkpoints)
+            except (OSError, RuntimeError, ValueError) as err:  # the result stands; `sweep prune` can retry
+                self.log(f"[sweep] {point.key}: checkpoints not pruned ({type(err).__name__}: {err})")
+            else:
+                if freed:
+                    self.log(f"[sweep] {point.key}: kept {self.spec.keep_checkpoints} checkpoints, "
+                             f"freed {freed / 1e6:.1f} MB")
         else:
             self.log(f"[sweep] {point.key}: finished after its claim was lost; result not recorded")
 

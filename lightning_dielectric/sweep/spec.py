@@ -134,6 +134,15 @@ NON_NEGATIVE_INTS = Distinct(NON_NEGATIVE_INT)
 OVERRIDES = DottedKeys()
 
 
+def _keep_settings() -> tuple[str, ...]:
+    from lightning_dielectric.sweep.retention import KEEP
+
+    return KEEP
+
+
+KEEP_CHECKPOINTS = Name("setting", _keep_settings)
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     """A validated sweep. Every field but ``source`` is a key of the file; fields without a default
@@ -164,6 +173,8 @@ class SweepSpec:
         max_retries: reruns of a point whose trial process failed before it counts as failed.
         heartbeat_interval: seconds between a running trial's heartbeats in the storage.
         grace_period: seconds without a heartbeat after which a running trial counts as dead.
+        keep_checkpoints: what a completed trial keeps: ``all``, ``best`` or ``best-weights``
+            (``sweep/retention.py``); a running trial always keeps its ``last.ckpt``.
         source: the sweep file's name, for messages.
     """
 
@@ -187,6 +198,7 @@ class SweepSpec:
     max_retries: Annotated[int, NON_NEGATIVE_INT] = 2
     heartbeat_interval: Annotated[float, POSITIVE_NUMBER] = 15.0
     grace_period: Annotated[float, POSITIVE_NUMBER] = 120.0
+    keep_checkpoints: Annotated[str, KEEP_CHECKPOINTS] = "all"
     source: str = "<sweep>"
 
     def replace(self, **changes: Any) -> SweepSpec:
