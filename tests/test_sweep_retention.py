@@ -107,3 +107,30 @@ def test_completed_trial_keeps_only_best_weights_and_they_evaluate(tmp_path, tin
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads((run / "checkpoints" / "test_metrics.json").read_text())["n_materials"] > 0
+
+
+def test_prune_leaves_a_running_trial_alone(tmp_path, capsys):
+    import yaml
+
+    from lightning_dielectric.cli import main as cli_main
+    from lightning_dielectric.sweep.grid import expand
+    from lightning_dielectric.sweep.spec import load_spec
+    from lightning_dielectric.sweep.store import SweepStore
+
+    base = Path(__file__).resolve().parents[1] / "configs" / "quick" / "optimetal2b_cgc.yaml"
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({"study_name": "prune", "base": str(base), "families": ["2b-cgc"], "design": "grid",
+                                     "widths": [8, 16], "train_sizes": [16], "seeds": [0], "epochs": 2,
+                                     "data_root": str(tmp_path), "out": str(tmp_path / "runs")}))
+    spec = load_spec(sweep)
+    done, running = expand(spec)
+    store = SweepStore.for_spec(spec)
+    for point in (done, running):
+        fake_run(point.run_dir(spec.out))
+    store.complete(store.claim(done, done.run_dir(spec.out)), 1.0, {})
+    store.claim(running, running.run_dir(spec.out))  # alive: this process holds it
+    untouched = {p: p.read_bytes() for p in (running.run_dir(spec.out) / "checkpoints").iterdir()}
+    assert cli_main(["sweep", "prune", str(sweep), "--keep", "best-weights"]) == 0
+    assert "pruned 1 done point(s)" in capsys.readouterr().out
+    assert {p: p.read_bytes() for p in (running.run_dir(spec.out) / "checkpoints").iterdir()} == untouched
+    assert [p.name for p in (done.run_dir(spec.out) / "checkpoints").iterdir()] == ["best-epoch=0001.ckpt"]

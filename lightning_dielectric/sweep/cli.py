@@ -66,7 +66,7 @@ def run_main(argv: list[str]) -> int:
     p.add_argument("--data", type=Path, help="dataset root (default: the file's 'data_root')")
     p.add_argument("--no-report", action="store_true", help="skip export and scaling-law report at the end")
     p.add_argument("--keep-checkpoints", choices=("all", "best", "best-weights"),
-                   help="what a completed trial keeps (default: the file's 'keep_checkpoints', else all)")
+                   help="what a completed trial keeps: all, best or best-weights (default: the file's 'keep_checkpoints', else all)")
     args = p.parse_args(argv)
     if args.workers is not None and args.workers < 1:
         p.error("--workers must be at least 1")
@@ -259,4 +259,27 @@ def export_main(argv: list[str]) -> int:
     groups = ensemble_groups(table)
     groups.to_csv(parquet.parent / "ensemble_groups.csv", index=False)
     print(f"{len(table)} rows -> {parquet}, {csv}; {len(groups)} seed ensembles -> {parquet.parent / 'ensemble_groups.csv'}")
+    return 0
+
+
+def prune_main(argv: list[str]) -> int:
+    p = _parser("prune", "Apply a checkpoint retention setting to the sweep's done points; running, failed and "
+                         "pending points keep their files (they need last.ckpt to resume).")
+    p.add_argument("--keep", required=True, choices=("all", "best", "best-weights"),
+                   help="what each done run keeps: all, best or best-weights (docs/sweeps.md)")
+    args = p.parse_args(argv)
+    from lightning_dielectric.sweep import retention
+    from lightning_dielectric.sweep.store import StorageError
+
+    try:
+        spec, points, states = _sweep_states(args)
+    except (SweepSpecError, StorageError) as err:
+        return _error(err)
+    done = [p for p in points if states[p.key].status == "done"]
+    try:
+        freed = sum(retention.apply(p.run_dir(spec.out), args.keep) for p in done)
+    except (OSError, RuntimeError, ValueError) as err:
+        return _error(err)
+    print(f"pruned {len(done)} done point(s) of {spec.study_name} to {args.keep}: freed {freed / 1e9:.3f} GB "
+          f"({len(points) - len(done)} not done, untouched)")
     return 0
