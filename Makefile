@@ -10,7 +10,7 @@ SYNTH_N ?= 6000
 WORKERS ?= 2
 RUNS ?= runs
 
-.PHONY: install test sweep synth bench bench-gpu tensorboard clean
+.PHONY: install test sweep synth bench bench-gpu tensorboard dashboard clean
 
 # CPU machines: the local CPU build of torch goes in first so that no CUDA build is pulled.
 # A user with a GPU installs the torch they want into $(VENV) first; it is kept.
@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test,postgres]"
+	$(PY) -m pip install -q -e ".[test,postgres,dashboard]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -47,6 +47,11 @@ bench-gpu: install
 
 tensorboard: install
 	$(VENV)/bin/tensorboard --logdir $(RUNS)
+
+# The sweep's Optuna storage in optuna-dashboard, on 127.0.0.1 (PORT=8080; SWEEP as for make sweep).
+PORT ?= 8080
+dashboard: install
+	$(VENV)/bin/lightning-dielectric sweep dashboard $(SWEEP) --port $(PORT)
 
 clean:
 	rm -rf $(VENV) *.egg-info

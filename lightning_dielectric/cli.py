@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep export": ("lightning_dielectric.sweep.cli:export_main", "write the runs table (Parquet and CSV)"),
     "sweep reset": ("lightning_dielectric.sweep.cli:reset_main", "make failed points pending again"),
     "sweep prune": ("lightning_dielectric.sweep.cli:prune_main", "drop checkpoints of done points (--keep)"),
+    "sweep dashboard": ("lightning_dielectric.sweep.cli:dashboard_main", "serve the sweep's Optuna storage (optuna-dashboard)"),
     "laws fit": ("lightning_dielectric.laws.cli:fit_main", "fit 1D and 2D scaling laws and write the report"),
     "laws import-optimetal": ("lightning_dielectric.laws.cli:import_main", "convert the paper's published JSON to a runs table"),
     "laws plan": ("lightning_dielectric.laws.cli:plan_main", "training-set size needed for a target loss"),

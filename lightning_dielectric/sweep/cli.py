@@ -1,4 +1,4 @@
-"""``lightning-dielectric sweep run | status | export | reset``.
+"""``lightning-dielectric sweep run | status | export | reset | prune | dashboard``.
 
 Exit status: 0 success, 1 some points failed (run) or nothing to export, 2 a bad sweep file,
 trial config or storage (one line naming the file and key, or the storage's host).
@@ -200,6 +200,7 @@ def status_main(argv: list[str]) -> int:
 
     from rich.console import Console
 
+    from lightning_dielectric.sweep.dashboard import dashboard_command
     from lightning_dielectric.sweep.progress import counts_table
 
     c = Counter(s.status for s in states.values())
@@ -207,6 +208,8 @@ def status_main(argv: list[str]) -> int:
     console.print(f"sweep {spec.study_name} ({redact(spec.storage_url)}): {len(points)} points: "
                   + ", ".join(f"{c[s]} {s}" for s in ("done", "running", "failed", "pending")))
     console.print(counts_table(points, states, per_axis=True))
+    console.print(f"dashboard: {dashboard_command(str(args.sweep))} (pip install "
+                  "'lightning-dielectric[dashboard]')", highlight=False, soft_wrap=True)
     if c["failed"]:
         console.print(f"{c['failed']} failed point(s): see their train.log; after fixing the cause, "
                       f"`lightning-dielectric sweep reset {args.sweep} --failed` makes them pending again",
@@ -282,4 +285,23 @@ def prune_main(argv: list[str]) -> int:
         return _error(err)
     print(f"pruned {len(done)} done point(s) of {spec.study_name} to {args.keep}: freed {freed / 1e9:.3f} GB "
           f"({len(points) - len(done)} not done, untouched)")
+    return 0
+
+
+def dashboard_main(argv: list[str]) -> int:
+    from lightning_dielectric.sweep.dashboard import DEFAULT_HOST, DEFAULT_PORT, serve
+    from lightning_dielectric.sweep.store import StorageError, storage_exists
+
+    p = _parser("dashboard", "Serve the sweep's Optuna storage (SQLite, journal or PostgreSQL) with optuna-dashboard; "
+                             "each trial's page lists family, w, N, D, seed, val_loss, flops and device-hours.")
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    args = p.parse_args(argv)
+    try:
+        spec = _load(args)
+        if not storage_exists(spec.storage_url):
+            raise SweepSpecError(f"{spec.source}: no storage yet at {spec.storage_url} (run the sweep first)")
+        serve(spec.storage_url, args.host, args.port)
+    except (SweepSpecError, StorageError, RuntimeError, OSError) as err:
+        return _error(err)
     return 0
