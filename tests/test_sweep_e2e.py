@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
+import torch
 import yaml
 from optuna.trial import TrialState
 
@@ -24,6 +25,7 @@ from lightning_dielectric.models import count_parameters
 from lightning_dielectric.training.run_record import RunRecord
 from lightning_dielectric.sweep.grid import expand
 from lightning_dielectric.sweep.spec import load_spec
+from lightning_dielectric.sweep.retention import LAST
 from lightning_dielectric.sweep.store import SweepStore
 
 BASE = Path(__file__).resolve().parents[1] / "configs" / "quick" / "optimetal2b_cgc.yaml"
@@ -105,7 +107,10 @@ def _checkpointed_run(out: Path) -> Path | None:
 
 
 def test_driver_killed_mid_trial_resumes_from_last_ckpt(tmp_path, tiny_dataset):
-    sweep = write_sweep(tmp_path, tiny_dataset, design="width", fixed_train_size=32, epochs=8)
+    """With ``keep_checkpoints: best-weights``: the interrupted trial keeps its ``last.ckpt`` and
+    resumes from it; once complete, only its weights-only best checkpoint is left."""
+    sweep = write_sweep(tmp_path, tiny_dataset, design="width", fixed_train_size=32, epochs=8,
+                        keep_checkpoints="best-weights")
     spec = load_spec(sweep)
     proc = subprocess.Popen(
         [sys.executable, "-c", "import sys; from lightning_dielectric.cli import main; sys.exit(main(sys.argv[1:]))",
@@ -124,6 +129,7 @@ def test_driver_killed_mid_trial_resumes_from_last_ckpt(tmp_path, tiny_dataset):
     proc.wait()
     _, alive = psutil.wait_procs(trainers, timeout=15)
     assert not alive, "trial processes outlived the killed driver"
+    assert (killed_dir / "checkpoints" / LAST).exists(), "an interrupted trial lost the last.ckpt it resumes from"
 
     assert cli_main(["sweep", "run", str(sweep), "--no-report"]) == 0
     states = states_of(spec)
@@ -137,3 +143,5 @@ def test_driver_killed_mid_trial_resumes_from_last_ckpt(tmp_path, tiny_dataset):
     assert history[1].user_attrs["resumed"] is True
     assert "--ckpt_path" in (killed_dir / "train.log").read_text().split("=== trial")[-1].splitlines()[0]
     assert json.loads((killed_dir / "result.json").read_text())["epochs_done"] == 8
+    (best,) = (killed_dir / "checkpoints").glob("*.ckpt")
+    assert best.name != LAST and "optimizer_states" not in torch.load(best, map_location="cpu", weights_only=True)
