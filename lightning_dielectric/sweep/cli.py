@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from lightning_dielectric.sweep.retention import KEEP
 from lightning_dielectric.sweep.spec import SweepSpec, SweepSpecError, load_spec
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -65,7 +66,7 @@ def run_main(argv: list[str]) -> int:
                                                           "(default: the file's 'trials_per_device')")
     p.add_argument("--data", type=Path, help="dataset root (default: the file's 'data_root')")
     p.add_argument("--no-report", action="store_true", help="skip export and scaling-law report at the end")
-    p.add_argument("--keep-checkpoints", choices=("all", "best", "best-weights"),
+    p.add_argument("--keep-checkpoints", choices=KEEP,
                    help="what a completed trial keeps: all, best or best-weights (default: the file's 'keep_checkpoints', else all)")
     args = p.parse_args(argv)
     if args.workers is not None and args.workers < 1:
@@ -268,7 +269,7 @@ def export_main(argv: list[str]) -> int:
 def prune_main(argv: list[str]) -> int:
     p = _parser("prune", "Apply a checkpoint retention setting to the sweep's done points; running, failed and "
                          "pending points keep their files (they need last.ckpt to resume).")
-    p.add_argument("--keep", required=True, choices=("all", "best", "best-weights"),
+    p.add_argument("--keep", required=True, choices=KEEP,
                    help="what each done run keeps: all, best or best-weights (docs/sweeps.md)")
     args = p.parse_args(argv)
     from lightning_dielectric.sweep import retention

@@ -33,6 +33,8 @@ from typing import Annotated, Any, get_type_hints
 
 import yaml
 
+from lightning_dielectric.sweep.retention import KEEP
+
 DESIGNS = ("data", "width", "grid")
 DESIGN_NEEDS = {"data": ("train_sizes", "fixed_width"), "width": ("widths", "fixed_train_size"),
                 "grid": ("widths", "train_sizes")}
@@ -134,13 +136,7 @@ NON_NEGATIVE_INTS = Distinct(NON_NEGATIVE_INT)
 OVERRIDES = DottedKeys()
 
 
-def _keep_settings() -> tuple[str, ...]:
-    from lightning_dielectric.sweep.retention import KEEP
-
-    return KEEP
-
-
-KEEP_CHECKPOINTS = Name("setting", _keep_settings)
+KEEP_CHECKPOINTS = Name("setting", lambda: KEEP)
 
 
 @dataclass(frozen=True)
