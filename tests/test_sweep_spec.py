@@ -203,6 +203,7 @@ def test_trial_config_sets_axes_lr_rule_and_paths(tmp_path):
     # CGC keeps the base learning rate at every width
     cgc = trial_config(spec, by[("2b-cgc", 32, 400, 0)], tmp_path / "run")
     assert cgc["model"]["lr"] == pytest.approx(yaml.safe_load(BASE.read_text())["model"]["lr"])
-    path = write_trial_config(spec, tc, tmp_path / "run")
-    assert yaml.safe_load(path.read_text()) == cfg
+    path = write_trial_config(spec, (tc,))
+    assert path == tc.run_dir(spec.out) / "trial.yaml"
+    assert yaml.safe_load(path.read_text()) == trial_config(spec, tc, tc.run_dir(spec.out))
     assert tc.num_parameters == count_parameters("2b-tc", 32)

@@ -4,15 +4,35 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch_geometric.nn import MLP
+import torch.nn.functional as F
+import torch_geometric.nn
 
 from lightning_dielectric.models.convs import EdgeFeatures, FactorisedCGConv, FactorisedTransformerConv, split_linear
+from lightning_dielectric.models.members import member_linear
 from lightning_dielectric.models.norms import GraphLayerNorm
 from lightning_dielectric.models.pairs import EdgePairs, gather
 
 
+class MLP(torch_geometric.nn.MLP):
+    """``torch_geometric.nn.MLP`` (same parameters, keys and output) whose Linear layers also take
+    the member-major features of a fused network (``models.members``).
+
+    Linear → norm → activation → dropout per hidden layer, then the plain last Linear.
+    """
+
+    def hidden(self, x: Tensor) -> Tensor:
+        """The input of the last Linear."""
+        for lin, norm, p in zip(self.lins[:-1], self.norms, self.dropout):
+            x = F.dropout(self.act(norm(member_linear(x, lin.weight, lin.bias))), p=p, training=self.training)
+        return x
+
+    def forward(self, x: Tensor) -> Tensor:
+        last = self.lins[-1]
+        return member_linear(self.hidden(x), last.weight, last.bias)
+
+
 def mlp(channels: list[int]) -> MLP:
-    """``torch_geometric.nn.MLP`` with ReLU, batch norm on hidden layers and a plain last layer.
+    """:class:`MLP` with ReLU, batch norm on hidden layers and a plain last layer.
 
     ``allow_single_element`` lets a batch of one row (e.g. a last batch of one graph) fall back to
     the running statistics instead of failing; it adds no parameters.

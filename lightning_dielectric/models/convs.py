@@ -22,17 +22,21 @@ from torch import Tensor
 from torch_geometric.nn import CGConv, TransformerConv
 from torch_geometric.utils import softmax
 
+from lightning_dielectric.models.members import member_linear, member_matmul
 from lightning_dielectric.models.pairs import EdgePairs, gather
 
 
 def split_linear(weight: Tensor, bias: Tensor | None, parts: list[tuple[Tensor, Tensor | None]]) -> Tensor:
     """``F.linear(cat([X[idx] if idx is not None else X for X, idx in parts], -1), weight, bias)``,
-    computed blockwise."""
+    computed blockwise; with member-major parts (``models.members``) member k's blocks read
+    member k's columns."""
+    members = sum(x.size(-1) for x, _ in parts) // weight.size(1)
     out = None
     start = 0
     for x, index in parts:
-        y = F.linear(x, weight[:, start:start + x.size(-1)])
-        start += x.size(-1)
+        width = x.size(-1) // members
+        y = member_linear(x, weight[:, start:start + width])
+        start += width
         if index is not None:
             y = y.index_select(0, index)
         out = y if out is None else out + y
@@ -45,10 +49,11 @@ EdgeFeatures = Tensor | tuple[Tensor, torch.nn.Linear]
 def project_edges(edge_attr: EdgeFeatures, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``F.linear(e, weight, bias)`` for edge features ``e`` or ``(h, lin)`` with e = lin(h)."""
     if isinstance(edge_attr, Tensor):
-        return F.linear(edge_attr, weight, bias)
+        return member_linear(edge_attr, weight, bias)
     hidden, lin = edge_attr
-    shift = weight @ lin.bias
-    return F.linear(hidden, weight @ lin.weight, shift if bias is None else shift + bias)
+    members = lin.weight.size(0) // weight.size(1)
+    shift = member_matmul(weight, lin.bias, members)
+    return member_linear(hidden, member_matmul(weight, lin.weight, members), shift if bias is None else shift + bias)
 
 
 class FactorisedCGConv(CGConv):
@@ -63,13 +68,15 @@ class FactorisedCGConv(CGConv):
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: EdgeFeatures, pairs: EdgePairs | None = None) -> Tensor:
         src, dst = edge_index  # PyG flow source → target: messages from x_j = x[src] to x_i = x[dst]
-        c = x.size(-1)
-        weight = torch.cat([self.lin_f.weight, self.lin_s.weight], dim=0)  # (2c, 2c + dim)
-        bias = torch.cat([self.lin_f.bias, self.lin_s.bias], dim=0)
+        c = self.channels
+        members = self.lin_f.weight.size(0) // c
+        # per member: rows [W_f; W_s] (2c, 2c + dim), so that z holds (gate, core) of each member in turn
+        weight = torch.stack([self.lin_f.weight.view(members, c, -1), self.lin_s.weight.view(members, c, -1)], 1)
+        bias = torch.stack([self.lin_f.bias.view(members, c), self.lin_s.bias.view(members, c)], 1)
+        weight, bias = weight.view(members * 2 * c, -1), bias.view(-1)
         edge = gather(project_edges(edge_attr, weight[:, 2 * c:], bias), None if pairs is None else pairs.pair)
-        z = edge + split_linear(weight[:, :2 * c], None, [(x, dst), (x, src)])
-        gate, core = z.chunk(2, dim=-1)
-        messages = gate.sigmoid() * F.softplus(core)
+        z = (edge + split_linear(weight[:, :2 * c], None, [(x, dst), (x, src)])).unflatten(-1, (members, 2, c))
+        messages = (z[..., 0, :].sigmoid() * F.softplus(z[..., 1, :])).flatten(-2)
         return x.index_add(0, dst, messages.to(x.dtype))  # dtypes differ under autocast
 
 
@@ -95,17 +102,19 @@ class FactorisedTransformerConv(TransformerConv):
         super().__init__(width, width // heads, heads=heads, concat=True, beta=True, edge_dim=width)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: EdgeFeatures, pairs: EdgePairs | None = None) -> Tensor:
-        shape = (-1, self.heads, self.out_channels)
-        edge = project_edges(edge_attr, self.lin_edge.weight).view(shape)  # (E or P, h, C)
-        q, k, v = (lin(x).view(shape) for lin in (self.lin_query, self.lin_key, self.lin_value))
+        heads = (-1, self.out_channels)  # a fused network's K members make K·h heads
+        edge = project_edges(edge_attr, self.lin_edge.weight).unflatten(-1, heads)  # (E or P, K·h, C)
+        q, k, v = (member_linear(x, lin.weight, lin.bias).unflatten(-1, heads)
+                   for lin in (self.lin_query, self.lin_key, self.lin_value))
         if pairs is None:
             out = self._attend_per_edge(q, k, v, edge, edge_index)
         else:
             out = self._attend_per_pair(q, k, v, edge, edge_index, pairs)
-        out = out.view(x.size(0), self.heads * self.out_channels)
-        root = self.lin_skip(x)
-        beta = self.lin_beta(torch.cat([out, root, out - root], dim=-1)).sigmoid()
-        return beta * root + (1 - beta) * out
+        out = out.flatten(1)
+        root = member_linear(x, self.lin_skip.weight, self.lin_skip.bias)
+        beta = split_linear(self.lin_beta.weight, None, [(out, None), (root, None), (out - root, None)]).sigmoid()
+        beta, root, out = beta.unsqueeze(-1), root.unflatten(-1, (beta.size(-1), -1)), out.unflatten(-1, (beta.size(-1), -1))
+        return (beta * root + (1 - beta) * out).flatten(1)
 
     def _attend_per_edge(self, q: Tensor, k: Tensor, v: Tensor, edge: Tensor, edge_index: Tensor) -> Tensor:
         """m (n, h, C) from per-edge W_e e (E, h, C); messages from x_j = x[src] to x_i = x[dst]."""

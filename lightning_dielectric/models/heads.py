@@ -19,7 +19,8 @@ class DielectricHeads(torch.nn.Module):
     ω_D (B,) in eV.
 
     Spectra head MLP w → s → s → 2·2001 (s = ``spectra_width``, default ``spectra_width_for(w)``); Drude head
-    MLP w → w → w → 1 followed by ReLU (ω_D ≥ 0).
+    MLP w → w → w → 1 followed by ReLU (ω_D ≥ 0). Member-major features (B, K·w) of a fused
+    network of K > 1 members (``models.members``) give (K, B, 2001, 2) and (K, B).
     """
 
     def __init__(self, width: int, spectra_width: int | None = None):
@@ -29,6 +30,7 @@ class DielectricHeads(torch.nn.Module):
         self.drude = mlp([width, width, width, 1])
 
     def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        eps = self.spectra(h).view(-1, N_ENERGIES, 2)
-        drude = torch.relu(self.drude(h)).squeeze(-1)
-        return eps, drude
+        members = h.size(-1) // self.drude.lins[0].weight.size(1)
+        eps = self.spectra(h).view(-1, members, N_ENERGIES, 2).transpose(0, 1)
+        drude = torch.relu(self.drude(h)).T
+        return (eps[0], drude[0]) if members == 1 else (eps, drude)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn import MLP
 
+from lightning_dielectric.models.members import member_linear
 
 class AtomPairs(NamedTuple):
     """The distinct ordered atom pairs (i ← j) of a graph's edges listed pair by pair (module doc):
@@ -104,7 +105,8 @@ def mlp_on_pairs(mlp: MLP, rows: Tensor) -> Tensor:
     of P distinct rows taken twice are those of the P rows (mean, biased variance), and the running
     variance is updated with the unbiased factor of the 2P edges, 2P / (2P − 1).
     """
-    return mlp.lins[-1](mlp_hidden_on_pairs(mlp, rows))
+    last = mlp.lins[-1]
+    return member_linear(mlp_hidden_on_pairs(mlp, rows), last.weight, last.bias)
 
 
 def mlp_hidden_on_pairs(mlp: MLP, rows: Tensor) -> Tensor:
@@ -112,7 +114,7 @@ def mlp_hidden_on_pairs(mlp: MLP, rows: Tensor) -> Tensor:
     paired = mlp.training and rows.size(0) > 0  # else running statistics only (PyG: also for an empty batch)
     h = rows
     for lin, norm, p in zip(mlp.lins[:-1], mlp.norms, mlp.dropout):
-        h = lin(h)
+        h = member_linear(h, lin.weight, lin.bias)
         h = F.dropout(mlp.act(_batch_norm_twice(norm, h) if paired else norm(h)), p=p, training=mlp.training)
     return h
 

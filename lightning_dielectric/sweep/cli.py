@@ -37,6 +37,8 @@ def _load(args: argparse.Namespace) -> SweepSpec:
         changes["data_root"] = args.data
     if getattr(args, "keep_checkpoints", None) is not None:
         changes["keep_checkpoints"] = args.keep_checkpoints
+    if getattr(args, "fuse_seeds", False):
+        changes["fuse_seeds"] = True
     return spec.replace(**changes)
 
 
@@ -68,6 +70,8 @@ def run_main(argv: list[str]) -> int:
     p.add_argument("--no-report", action="store_true", help="skip export and scaling-law report at the end")
     p.add_argument("--keep-checkpoints", choices=KEEP,
                    help="what a completed trial keeps: all, best or best-weights (default: the file's 'keep_checkpoints', else all)")
+    p.add_argument("--fuse-seeds", action="store_true",
+                   help="train the seeds of each point together in one fused trial (default: the file's 'fuse_seeds')")
     args = p.parse_args(argv)
     if args.workers is not None and args.workers < 1:
         p.error("--workers must be at least 1")

@@ -13,6 +13,11 @@ Devices: the driver runs ``workers`` x ``trials_per_device`` (K) trials at once.
 worker group g gets ``CUDA_VISIBLE_DEVICES`` = its own ``devices`` GPUs, shared by K trial slots
 (packed trials; slot j belongs to group j mod ``workers``, so the first slots spread over the
 GPUs); the CPU cores are split evenly between all training processes (``OMP_NUM_THREADS``/``MKL_NUM_THREADS``).
+
+Fused seeds (``fuse_seeds``): a worker claims all pending seeds of a point that can train together
+(``grid.fused_trials``) and runs them as one trial process; the storage still holds one trial per
+seed point (claimed, beaten, failed and completed together), and each is scored from its own run
+record, which the fused trial writes in the point's run directory.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lightning_dielectric.sweep import retention
-from lightning_dielectric.sweep.grid import GridPoint, expand, trial_config, write_trial_config
+from lightning_dielectric.sweep.grid import GridPoint, expand, fused_trials, trial_config, trial_dir, write_trial_config
 from lightning_dielectric.training.config_errors import CONFIG_ERROR_STATUS
 from lightning_dielectric.training.run_record import RECORD_FILE, RunRecord
 from lightning_dielectric.sweep.spec import SweepSpec
@@ -173,68 +178,91 @@ class Driver:
             if all(s.status in ("done", "failed") for s in states.values()):
                 return "finished"
             claimed = None
-            for point in self.points:
-                if states[point.key].status == "pending":
-                    trial_id = store.claim(point, point.run_dir(self.spec.out))
-                    if trial_id is not None:
-                        claimed = (point, trial_id)
-                        break
+            pending = [p for p in self.points if states[p.key].status == "pending"]
+            for trial in fused_trials(self.spec, pending):
+                ids = self._claim(store, trial)
+                if ids is not None:
+                    claimed = (trial, ids)
+                    break
         if claimed is None:
             self.stop.wait(self.poll_s)
             return "waiting"
-        point, trial_id = claimed
+        trial, ids = claimed
         try:
-            self._run_trial(store, env, point, trial_id)
+            self._run_trial(store, env, trial, ids)
         except BaseException:
-            self.running.pop(point.key, None)
-            store.fail(trial_id, "error")
+            for point, trial_id in zip(trial, ids):
+                self.running.pop(point.key, None)
+                store.fail(trial_id, "error")
             raise
         return "ran"
 
-    def _run_trial(self, store: SweepStore, env: dict[str, str], point: GridPoint, trial_id: int) -> None:
-        run_dir = point.run_dir(self.spec.out)
+    def _claim(self, store: SweepStore, trial: tuple[GridPoint, ...]) -> list[int] | None:
+        """Claim every point of ``trial``, or none (a point another worker holds gives back the rest)."""
+        ids: list[int] = []
+        for point in trial:
+            trial_id = store.claim(point, point.run_dir(self.spec.out))
+            if trial_id is None:
+                for other in ids:
+                    store.fail(other, "yielded")
+                return None
+            ids.append(trial_id)
+        return ids
+
+    def _run_trial(self, store: SweepStore, env: dict[str, str], trial: tuple[GridPoint, ...], ids: list[int]) -> None:
+        run_dir = trial_dir(self.spec, trial)
         ckpt = run_dir / "checkpoints" / "last.ckpt"
-        if not ckpt.exists() and run_dir.exists():
-            shutil.rmtree(run_dir)  # an attempt that never checkpointed: start clean
-        config = write_trial_config(self.spec, point, run_dir)
-        (run_dir / RECORD_FILE).unlink(missing_ok=True)
+        if not ckpt.exists():  # an attempt that never checkpointed: start clean
+            for folder in {run_dir, *(p.run_dir(self.spec.out) for p in trial)}:
+                if folder.exists():
+                    shutil.rmtree(folder)
+        config = write_trial_config(self.spec, trial)
+        for point in trial:
+            (point.run_dir(self.spec.out) / RECORD_FILE).unlink(missing_ok=True)
         resume = ckpt if ckpt.exists() else None
         cmd = [sys.executable, "-m", "lightning_dielectric.sweep.child", str(os.getpid())]
-        cmd += self.command(self.spec, point, config, resume)
-        self.running[point.key] = Running(point, run_dir)
-        self.log(f"[sweep] start {point.key}" + (" (resuming from last.ckpt)" if resume else ""))
+        cmd += self.command(self.spec, trial[0], config, resume)
+        name = trial[0].key if len(trial) == 1 else f"{trial[0].key} + seeds {[p.seed for p in trial[1:]]} (fused)"
+        for point in trial:
+            self.running[point.key] = Running(point, point.run_dir(self.spec.out))
+        self.log(f"[sweep] start {name}" + (" (resuming from last.ckpt)" if resume else ""))
         t0 = time.monotonic()
         with open(run_dir / "train.log", "a") as logf:
-            logf.write(f"\n=== trial {trial_id}: {' '.join(cmd)}\n")
+            logf.write(f"\n=== trial {ids}: {' '.join(cmd)}\n")
             logf.flush()
             proc = subprocess.Popen(
                 cmd, stdout=logf, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True
             )
             try:
-                outcome = self._watch(store, proc, trial_id)
+                outcome = self._watch(store, proc, ids)
             except BaseException:
                 _terminate(proc)  # never leave a trial running that the storage no longer tracks
                 raise
         wall = time.monotonic() - t0
-        del self.running[point.key]
-        attrs = {"wall_s": wall, "resumed": resume is not None}
-        if outcome == "lost":
-            self.log(f"[sweep] {point.key}: claim lost (declared dead by another worker); stopped")
-        elif outcome == "interrupted":
-            store.fail(trial_id, "interrupted", attrs)
-        elif proc.returncode == CONFIG_ERROR_STATUS:
-            store.fail(trial_id, "config", {**attrs, "returncode": proc.returncode})
-            self.log(f"[sweep] FAILED {point.key}: configuration error, not retried; log: {run_dir / 'train.log'}\n"
-                     + _tail(run_dir / "train.log", 3))
-        elif proc.returncode != 0:
-            store.fail(trial_id, "error", {**attrs, "returncode": proc.returncode})
-            self.log(f"[sweep] FAILED {point.key} (exit {proc.returncode}); log: {run_dir / 'train.log'}\n"
-                     + _tail(run_dir / "train.log"))
-        else:
-            self._record_result(store, point, trial_id, run_dir, attrs)
+        for point in trial:
+            del self.running[point.key]
+        attrs = {"wall_s": wall / len(trial), "resumed": resume is not None, "fused": len(trial)}
+        for point, trial_id in zip(trial, ids):
+            if outcome == "lost":
+                self.log(f"[sweep] {point.key}: claim lost (declared dead by another worker); stopped")
+            elif outcome == "interrupted":
+                store.fail(trial_id, "interrupted", attrs)
+            elif proc.returncode == CONFIG_ERROR_STATUS:
+                store.fail(trial_id, "config", {**attrs, "returncode": proc.returncode})
+                self.log(f"[sweep] FAILED {point.key}: configuration error, not retried; log: {run_dir / 'train.log'}\n"
+                         + _tail(run_dir / "train.log", 3))
+            elif proc.returncode != 0:
+                store.fail(trial_id, "error", {**attrs, "returncode": proc.returncode})
+                self.log(f"[sweep] FAILED {point.key} (exit {proc.returncode}); log: {run_dir / 'train.log'}\n"
+                         + _tail(run_dir / "train.log"))
+            else:
+                self._record_result(store, point, trial_id, point.run_dir(self.spec.out), attrs)
+        if len(trial) > 1 and outcome == "exited" and proc.returncode == 0:
+            self._retain(trial[0].key + " (fused trial)", run_dir)
 
-    def _watch(self, store: SweepStore, proc: subprocess.Popen, trial_id: int) -> str:
-        """Wait for the trial process, beating the heartbeat; 'exited' | 'lost' | 'interrupted'."""
+    def _watch(self, store: SweepStore, proc: subprocess.Popen, ids: list[int]) -> str:
+        """Wait for the trial process, beating the heartbeats of its points' trials;
+        'exited' | 'lost' (any of them) | 'interrupted'."""
         while True:
             try:
                 proc.wait(timeout=min(self.spec.heartbeat_interval, self.poll_s))
@@ -244,10 +272,11 @@ class Driver:
             if self.stop.is_set():
                 _terminate(proc)
                 return "interrupted"
-            if time.time() - store.last_beat.get(trial_id, 0.0) >= self.spec.heartbeat_interval:
-                if not store.beat(trial_id):
-                    _terminate(proc)
-                    return "lost"
+            for trial_id in ids:
+                if time.time() - store.last_beat.get(trial_id, 0.0) >= self.spec.heartbeat_interval:
+                    if not store.beat(trial_id):
+                        _terminate(proc)
+                        return "lost"
 
     def _record_result(
         self, store: SweepStore, point: GridPoint, trial_id: int, run_dir: Path, attrs: dict
@@ -266,16 +295,20 @@ class Driver:
         attrs |= {key: getattr(record, key) for key in RESULT_KEYS}
         if store.complete(trial_id, value, attrs):
             self.log(f"[sweep] done {point.key}: val_loss {value:.4f} in {attrs['wall_s']:.0f} s")
-            try:
-                freed = retention.apply(run_dir, self.spec.keep_checkpoints)
-            except (OSError, RuntimeError, ValueError) as err:  # the result stands; `sweep prune` can retry
-                self.log(f"[sweep] {point.key}: checkpoints not pruned ({type(err).__name__}: {err})")
-            else:
-                if freed:
-                    self.log(f"[sweep] {point.key}: kept {self.spec.keep_checkpoints} checkpoints, "
-                             f"freed {freed / 1e6:.1f} MB")
+            self._retain(point.key, run_dir)
         else:
             self.log(f"[sweep] {point.key}: finished after its claim was lost; result not recorded")
+
+
+    def _retain(self, name: str, run_dir: Path) -> None:
+        """Apply ``keep_checkpoints`` to a completed run directory."""
+        try:
+            freed = retention.apply(run_dir, self.spec.keep_checkpoints)
+        except (OSError, RuntimeError, ValueError) as err:  # the result stands; `sweep prune` can retry
+            self.log(f"[sweep] {name}: checkpoints not pruned ({type(err).__name__}: {err})")
+        else:
+            if freed:
+                self.log(f"[sweep] {name}: kept {self.spec.keep_checkpoints} checkpoints, freed {freed / 1e6:.1f} MB")
 
 
 def _terminate(proc: subprocess.Popen, grace_s: float = 20.0) -> None:

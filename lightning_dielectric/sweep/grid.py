@@ -10,6 +10,13 @@ TransformerConv families), ``data.train_size = D``,
 ``seed_everything``, ``trainer.max_epochs``/``devices`` and a TensorBoard logger whose log dir
 is the trial's run directory (so ``result.json`` and ``checkpoints/last.ckpt`` land there), and
 the family name in ``result.family`` (the run record and TensorBoard's HParams carry it).
+
+With ``fuse_seeds`` the seeds of one (family, w, D) are trained by one fused trial
+(:func:`fused_trials`, ``model.members``; docs/sweeps.md): every seed point keeps its own run
+directory, which the fused trial writes as an ordinary run (``member_runs.dirs``); the trial's own
+directory (``<family>_w<w>_D<D>_s<first>-<last>_e<epochs>``) holds its ``last.ckpt``. All seeds of
+a fused sweep share the data order of its smallest seed (``data.seed``), so that a point's result
+does not depend on which of its seeds are trained together.
 """
 
 from __future__ import annotations
@@ -103,7 +110,7 @@ def trial_config(spec: SweepSpec, point: GridPoint, run_dir: Path) -> dict[str, 
     for dotted, value in spec.overrides.items():
         _assign(config, dotted, value)
     _assign(config, "seed_everything", point.seed)
-    _assign(config, "data.seed", point.seed)  # per-seed data order too, not only the initialisation
+    _assign(config, "data.seed", data_seed(spec, point))
     _assign(config, "trainer.max_epochs", point.epochs)
     _assign(config, "trainer.devices", spec.devices)
     _assign(
@@ -131,11 +138,51 @@ def trial_config(spec: SweepSpec, point: GridPoint, run_dir: Path) -> dict[str, 
     return config
 
 
-def write_trial_config(spec: SweepSpec, point: GridPoint, run_dir: Path) -> Path:
-    """Write the trial config to ``run_dir/trial.yaml`` and return its path."""
+def data_seed(spec: SweepSpec, point: GridPoint) -> int:
+    """``data.seed`` of the point: its own seed (per-seed data order too, not only the
+    initialisation), or with ``fuse_seeds`` the sweep's smallest seed (the order fused members share)."""
+    return min(spec.seeds) if spec.fuse_seeds else point.seed
+
+
+def fused_trials(spec: SweepSpec, points: list[GridPoint]) -> list[tuple[GridPoint, ...]]:
+    """``points`` grouped into trials, in their order: one point each, or with ``fuse_seeds`` the
+    points that differ only in their seed, split into runs of consecutive seeds (member k of a
+    fused run has seed first + k)."""
+    if not spec.fuse_seeds:
+        return [(p,) for p in points]
+    groups: dict[tuple, list[GridPoint]] = {}
+    for p in points:
+        groups.setdefault((p.family, p.width, p.train_size, p.epochs), []).append(p)
+    trials = []
+    for group in groups.values():
+        run: list[GridPoint] = []
+        for p in sorted(group, key=lambda q: q.seed):
+            if run and p.seed != run[-1].seed + 1:
+                trials.append(tuple(run))
+                run = []
+            run.append(p)
+        trials.append(tuple(run))
+    return trials
+
+
+def trial_dir(spec: SweepSpec, trial: tuple[GridPoint, ...]) -> Path:
+    """Where the trial process logs and checkpoints: the point's run directory, or a fused trial's own."""
+    first, last = trial[0], trial[-1]
+    if len(trial) == 1:
+        return first.run_dir(spec.out)
+    return spec.out / "trials" / f"{first.family}_w{first.width}_D{first.train_size}_s{first.seed}-{last.seed}_e{first.epochs}"
+
+
+def write_trial_config(spec: SweepSpec, trial: tuple[GridPoint, ...]) -> Path:
+    """Write the trial's config to ``<trial_dir>/trial.yaml`` and return its path."""
+    run_dir = trial_dir(spec, trial)
     run_dir.mkdir(parents=True, exist_ok=True)
+    config = trial_config(spec, trial[0], run_dir)
+    if len(trial) > 1:
+        _assign(config, "model.members", len(trial))
+        _assign(config, "member_runs.dirs", [str(p.run_dir(spec.out).resolve()) for p in trial])
     path = run_dir / "trial.yaml"
-    path.write_text(yaml.safe_dump(trial_config(spec, point, run_dir), sort_keys=False))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 

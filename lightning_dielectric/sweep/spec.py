@@ -137,6 +137,7 @@ OVERRIDES = DottedKeys()
 
 
 KEEP_CHECKPOINTS = Name("setting", lambda: KEEP)
+BOOL = Value("true or false", lambda v: isinstance(v, bool))
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,8 @@ class SweepSpec:
         grace_period: seconds without a heartbeat after which a running trial counts as dead.
         keep_checkpoints: what a completed trial keeps: ``all``, ``best`` or ``best-weights``
             (``sweep/retention.py``); a running trial always keeps its ``last.ckpt``.
+        fuse_seeds: train the seeds of each (family, w, D) together in one fused trial
+            (``--fuse-seeds`` overrides; ``sweep/grid.py``, docs/sweeps.md).
         source: the sweep file's name, for messages.
     """
 
@@ -195,6 +198,7 @@ class SweepSpec:
     heartbeat_interval: Annotated[float, POSITIVE_NUMBER] = 15.0
     grace_period: Annotated[float, POSITIVE_NUMBER] = 120.0
     keep_checkpoints: Annotated[str, KEEP_CHECKPOINTS] = "all"
+    fuse_seeds: Annotated[bool, BOOL] = False
     source: str = "<sweep>"
 
     def replace(self, **changes: Any) -> SweepSpec:

@@ -5,7 +5,8 @@
 
 Defaults (overridable in YAML or on the command line): TensorBoard logger under ``runs/``;
 checkpoints in ``<log_dir>/checkpoints/``: the best by ``val/loss`` plus ``last.ckpt``
-(``--checkpoint.*``); ``result.json`` for the sweep (``--result.path``); gradient clipping at norm
+(``--checkpoint.*``); ``result.json`` for the sweep (``--result.path``); with ``--model.members K``
+each member of the fused run also as an ordinary run (``--member_runs.dirs``, ``training/members.py``); gradient clipping at norm
 100; ``bf16-mixed`` precision on GPUs that support it, 32-bit otherwise; seed 0. The resolved
 config is saved as ``<log_dir>/config.yaml`` (``<stage>_config.yaml`` for validate/test/predict,
 so they never replace the fit's). A wrong key or value stops before anything is built with one
@@ -38,6 +39,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from lightning_dielectric.data import DielectricDataModule
 from lightning_dielectric.models.network import DielectricNetwork
 from lightning_dielectric.training.callbacks import RunResult
+from lightning_dielectric.training.members import MemberRuns
 from lightning_dielectric.training.config_errors import (CONFIG_ERROR_STATUS, GRAPH_KEYS, LINKED_KEYS, ConfigError,
                                                           explain)
 from lightning_dielectric.training.module import DielectricModule
@@ -89,6 +91,7 @@ class DielectricCLI(LightningCLI):
             }
         )
         parser.add_lightning_class_args(RunResult, "result")
+        parser.add_lightning_class_args(MemberRuns, "member_runs")
         for key in GRAPH_KEYS:  # the network owns its graph: data.cutoff/threebody_cutoff follow it
             parser.link_arguments("model", f"data.{key}", compute_fn=partial(graph_cutoff, key=key),
                                   apply_on="instantiate")

@@ -4,6 +4,14 @@ Loss = ``eps_weight`` · MAE over all B × 2001 × 2 spectral values + ``drude_w
 computed in float32 even under bf16 autocast. AdamW; per-step LR schedule: linear warm-up over
 ``warmup_epochs`` from ``warmup_start_lr`` to ``lr``, then cosine annealing to 0 at the last step.
 
+Fused members (``members`` = K > 1, docs/training.md): the network is K copies of ``model``
+trained as one (``models.members``); member k is initialised as a solo run with seed
+``seed_everything + k`` would be, and all members see the same batches. Loss = Σₖ lossₖ, so each
+member gets its solo gradient; clipping is per member; a member whose training loss is not finite
+is stopped (its gradients are zeroed from then on) and the others go on. Metrics are logged per
+member (``member<k>/val/loss``, …) and as their mean (``val/loss``, …); ``MemberRuns`` writes each
+member as an ordinary run.
+
 Reloading: a checkpoint stores the network as ``hyper_parameters["model"]`` =
 ``{class_path, init_args}`` (``DielectricNetwork.config``, the arguments it was built with), so
 ``DielectricModule.load_from_checkpoint(path)`` rebuilds it on its own, however the module was
@@ -20,13 +28,17 @@ from functools import partial
 
 import pytorch_lightning as pl
 import torch
-from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveFloat
+from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities.seed import isolate_rng
 from torch.optim.lr_scheduler import LambdaLR
 
 from lightning_dielectric.data.datamodule import DielectricDataModule
 from lightning_dielectric.data.schema import ENERGY_GRID
+from lightning_dielectric.models.members import fuse
 from lightning_dielectric.models.network import DielectricNetwork
+from lightning_dielectric.training.members import clip_per_member, member_tag
 from lightning_dielectric.training.metrics import METRICS, SpectralMetrics, summarise_metrics, write_tables
 from lightning_dielectric.training.plots import parity_figure, spectra_figure
 from lightning_dielectric.training.schedule import warmup_cosine
@@ -50,6 +62,7 @@ class DielectricModule(pl.LightningModule):
         compile: run the model through ``torch.compile(dynamic=True)`` (compiled in place on the first
             batch, so checkpoints keep their keys; one graph serves all batch sizes, recompiled only
             between training and evaluation mode). See docs/training.md for when it pays.
+        members: train this many members of ``model`` together (fused seed training; 1: the solo run).
     """
 
     def __init__(
@@ -63,14 +76,19 @@ class DielectricModule(pl.LightningModule):
         drude_weight: NonNegativeFloat = 1.0,
         plot_every_n_epochs: NonNegativeInt = 10,
         compile: bool = False,
+        members: PositiveInt = 1,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model"], logger=False)  # the network: see on_save_checkpoint
+        self.member_seeds = [int(os.environ.get("PL_GLOBAL_SEED", 0)) + k for k in range(members)]
+        if members > 1:
+            model = fuse(solo_members(model, self.member_seeds))
         self.model = model
         if compile:
             model.compile(dynamic=True)
-        self.val_metrics = SpectralMetrics()
-        self.test_metrics = SpectralMetrics()
+        self.val_metrics = torch.nn.ModuleList(SpectralMetrics() for _ in range(members))
+        self.test_metrics = torch.nn.ModuleList(SpectralMetrics() for _ in range(members))
+        self.register_buffer("active", torch.ones(members, dtype=torch.bool), persistent=False)
         self._plot_batch: tuple | None = None
         self._train_sums: torch.Tensor | None = None  # this epoch's Σ n·(loss, eps_loss, drude_loss, 1)
 
@@ -78,20 +96,32 @@ class DielectricModule(pl.LightningModule):
         return self.model(batch)
 
     def _losses(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per member (K,): loss, eps_loss, drude_loss; predictions with a member axis: eps (K, B, 2001, 2)
+        and drude (K, B)."""
         eps, drude = self(batch)
+        if self.hparams.members == 1:
+            eps, drude = eps.unsqueeze(0), drude.unsqueeze(0)
         eps, drude = eps.float(), drude.float()
-        eps_loss = (eps - batch.eps).abs().mean()
-        drude_loss = (drude - batch.drude).abs().mean()
+        eps_loss = (eps - batch.eps).abs().mean((1, 2, 3))
+        drude_loss = (drude - batch.drude).abs().mean(1)
         loss = self.hparams.eps_weight * eps_loss + self.hparams.drude_weight * drude_loss
         return loss, eps_loss, drude_loss, eps, drude
 
     def on_train_epoch_start(self) -> None:
-        self._train_sums = torch.zeros(4, dtype=torch.float64, device=self.device)
+        self._train_sums = torch.zeros(4, self.hparams.members, dtype=torch.float64, device=self.device)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        loss, eps_loss, drude_loss, _, _ = self._losses(batch)
+        losses, eps_loss, drude_loss, _, _ = self._losses(batch)
         n = batch.num_graphs
-        self._train_sums += torch.stack([loss, eps_loss, drude_loss, torch.ones_like(loss)]).detach() * n
+        self._train_sums += torch.stack([losses, eps_loss, drude_loss, torch.ones_like(losses)]).detach() * n
+        if self.hparams.members == 1:
+            loss = losses[0]
+        else:  # a member with a non-finite loss stops for good; the others' gradients are their solo ones
+            finite = torch.isfinite(losses.detach())
+            if self.trainer.world_size > 1:  # every rank stops the same members
+                finite = self.all_gather(finite).reshape(-1, finite.numel()).all(0)
+            self.active &= finite
+            loss = torch.where(self.active, losses, torch.zeros_like(losses)).sum()
         if self._step_logged():  # each self.log costs Lightning about half a millisecond
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=n)
             self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False,
@@ -101,11 +131,20 @@ class DielectricModule(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         """Log the epoch's training losses: means over all structures of all ranks (weighted by batch size)."""
         sums = self.trainer.strategy.reduce(self._train_sums, reduce_op="sum")
-        if sums[3] == 0:
+        if sums[3, 0] == 0:
             return
-        loss, eps_loss, drude_loss = (sums[:3] / sums[3]).float()
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log_dict({"train/eps_loss": eps_loss, "train/drude_loss": drude_loss}, on_step=False, on_epoch=True)
+        means = (sums[:3] / sums[3]).float()  # (3, K)
+        for k in range(self.hparams.members):
+            self.log_dict({f"{member_tag(k, self.hparams.members)}train/{name}": value
+                           for name, value in zip(("loss", "eps_loss", "drude_loss"), means[:, k])},
+                          on_step=False, on_epoch=True)
+        if self.hparams.members > 1:
+            loss, eps_loss, drude_loss = means.mean(1)
+            self.log_dict({"train/loss": loss, "train/eps_loss": eps_loss, "train/drude_loss": drude_loss},
+                          on_step=False, on_epoch=True)
+            stopped = [self.member_seeds[k] for k in (~self.active).nonzero().flatten().tolist()]
+            if stopped:
+                self.print(f"fused members with seeds {stopped} stopped: non-finite training loss")
 
     def _step_logged(self) -> bool:
         """Whether Lightning writes this optimizer step's on-step logs (every ``log_every_n_steps``)."""
@@ -113,6 +152,10 @@ class DielectricModule(pl.LightningModule):
         return every > 0 and (self.global_step + 1) % every == 0
 
     def on_before_optimizer_step(self, optimizer) -> None:
+        if self.hparams.members > 1 and not bool(self.active.all()):
+            for p in self.model.parameters():  # stopped members: no update from their (non-finite) gradients
+                if p.grad is not None:
+                    p.grad.view(self.hparams.members, -1).masked_fill_(~self.active.unsqueeze(1), 0.0)
         if not self._step_logged():
             return
         grads = [p.grad for p in self.parameters() if p.grad is not None]
@@ -123,6 +166,11 @@ class DielectricModule(pl.LightningModule):
         """Lightning's clipping; on CPU by norm, the multiply by 1.0 that ``clip_grad_norm_`` applies when
         the norm is within ``gradient_clip_val`` is skipped (same gradients, one pass fewer over them)."""
         scaled = getattr(self.trainer.precision_plugin, "scaler", None) is not None  # fp16: Lightning's checks
+        if self.hparams.members > 1 and gradient_clip_val and not scaled:
+            if gradient_clip_algorithm != "norm":
+                raise ValueError("fused members clip by norm only (trainer.gradient_clip_algorithm=norm)")
+            clip_per_member(self.model.parameters(), gradient_clip_val, self.hparams.members)
+            return
         if self.device.type != "cpu" or gradient_clip_algorithm != "norm" or not gradient_clip_val or scaled:
             return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
         params = [p for p in self.trainer.precision_plugin.main_params(optimizer) if p.grad is not None]
@@ -132,13 +180,19 @@ class DielectricModule(pl.LightningModule):
 
     def _eval_step(self, batch, stage: str, metrics: SpectralMetrics) -> torch.Tensor:
         """Log the losses, update the metrics; returns the predicted spectra (B, 2001, 2)."""
-        loss, eps_loss, drude_loss, eps, drude = self._losses(batch)
-        n = batch.num_graphs
-        for name, value in (("loss", loss), ("eps_loss", eps_loss), ("drude_loss", drude_loss)):
-            self.log(f"{stage}/{name}", value, on_step=False, on_epoch=True, batch_size=n, sync_dist=True,
-                     prog_bar=name == "loss")
-        metrics.update(eps, drude, batch.eps, batch.drude, list(batch.mat_id))
-        return eps
+        losses, eps_loss, drude_loss, eps, drude = self._losses(batch)
+        n, members = batch.num_graphs, self.hparams.members
+        values = {"loss": losses, "eps_loss": eps_loss, "drude_loss": drude_loss}
+        for k in range(members):
+            for name, value in values.items():
+                self.log(f"{member_tag(k, members)}{stage}/{name}", value[k], on_step=False, on_epoch=True,
+                         batch_size=n, sync_dist=True, prog_bar=name == "loss" and members == 1)
+            metrics[k].update(eps[k], drude[k], batch.eps, batch.drude, list(batch.mat_id))
+        if members > 1:
+            for name, value in values.items():
+                self.log(f"{stage}/{name}", value.mean(), on_step=False, on_epoch=True, batch_size=n, sync_dist=True,
+                         prog_bar=name == "loss")
+        return eps[0]
 
     def validation_step(self, batch, batch_idx: int) -> None:
         eps = self._eval_step(batch, "val", self.val_metrics)
@@ -150,6 +204,7 @@ class DielectricModule(pl.LightningModule):
         self._eval_step(batch, "test", self.test_metrics)
 
     def predict_step(self, batch, batch_idx: int) -> dict:
+        """Predictions, with a leading member axis for fused members."""
         eps, drude = self(batch)
         return {"mat_id": list(batch.mat_id), "eps": eps.float().cpu(), "drude": drude.float().cpu()}
 
@@ -159,12 +214,20 @@ class DielectricModule(pl.LightningModule):
         return bool(k) and not self.trainer.sanity_checking and ((self.current_epoch + 1) % k == 0 or last)
 
     def on_validation_epoch_end(self) -> None:
-        values = self.val_metrics.compute()
-        self.val_metrics.reset()
+        values = [metrics.compute() for metrics in self.val_metrics]
+        for metrics in self.val_metrics:
+            metrics.reset()
         if self.trainer.sanity_checking:
             return
-        summary = summarise_metrics(values)
-        self.log_dict({f"val/{name}": summary[f"{name}/mean"] for name in METRICS}, sync_dist=True)  # same on all ranks
+        members = self.hparams.members
+        summaries = [summarise_metrics(v) for v in values]
+        for k, summary in enumerate(summaries):  # same on all ranks
+            self.log_dict({f"{member_tag(k, members)}val/{name}": summary[f"{name}/mean"] for name in METRICS},
+                          sync_dist=True)
+        if members > 1:
+            self.log_dict({f"val/{name}": sum(s[f"{name}/mean"] for s in summaries) / members for name in METRICS},
+                          sync_dist=True)
+        values = values[0]
         if self._plot_batch is not None and self.trainer.is_global_zero and isinstance(self.logger, TensorBoardLogger):
             pred, true, ids = self._plot_batch
             writer, step = self.logger.experiment, self.global_step
@@ -177,16 +240,27 @@ class DielectricModule(pl.LightningModule):
         if isinstance(self.model, DielectricNetwork):  # rebuilt by load_from_checkpoint through INSTANTIATOR
             hparams = checkpoint.setdefault(self.CHECKPOINT_HYPER_PARAMS_KEY, {})
             hparams.update(model=self.model.config, _instantiator=INSTANTIATOR)
+        checkpoint["member_seeds"] = list(self.member_seeds)
+        checkpoint["member_active"] = self.active.tolist()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.member_seeds = list(checkpoint.get("member_seeds", self.member_seeds))
+        if "member_active" in checkpoint:
+            self.active.copy_(torch.tensor(checkpoint["member_active"], dtype=torch.bool))
 
     def on_test_epoch_end(self) -> None:
-        summary = summarise_metrics(self.test_metrics.compute())
-        self.test_metrics.reset()
-        self.log_dict({f"test/{k}": v for k, v in summary.items()}, sync_dist=True)  # same on all ranks
+        members = self.hparams.members
+        summaries = [summarise_metrics(metrics.compute()) for metrics in self.test_metrics]
+        for metrics in self.test_metrics:
+            metrics.reset()
         ckpt = self.trainer.ckpt_path
         # on every rank: ``trainer.log_dir`` is a collective under DDP
         directory = os.path.dirname(os.path.abspath(ckpt)) if ckpt else self.trainer.log_dir or os.getcwd()
-        if self.trainer.is_global_zero:
-            write_tables(summary, directory)
+        for k, summary in enumerate(summaries):
+            tag = member_tag(k, members)
+            self.log_dict({f"{tag}test/{name}": v for name, v in summary.items()}, sync_dist=True)  # same on all ranks
+            if self.trainer.is_global_zero:
+                write_tables(summary, directory, stem=f"test_metrics{'_' + tag.rstrip('/') if tag else ''}")
 
     def run_hparams(self) -> dict:
         """What identifies the run in TensorBoard's HParams dashboard: model, w, D, seed, lr, ... (the
@@ -199,6 +273,7 @@ class DielectricModule(pl.LightningModule):
             "width": init_args.get("width", getattr(self.model, "width", -1)),
             "D": getattr(datamodule, "num_train", None) or getattr(datamodule, "train_size", None) or -1,
             "seed": int(os.environ.get("PL_GLOBAL_SEED", -1)),
+            "members": self.hparams.members,
         }
         hp.update({k: self.hparams[k] for k in ("lr", "weight_decay", "warmup_epochs", "eps_weight", "drude_weight")})
         if trainer is not None:
@@ -229,6 +304,8 @@ class DielectricModule(pl.LightningModule):
     def configure_optimizers(self) -> dict:
         # the fused kernel (same update rule) is several times faster than the per-tensor loops on CPU and GPU
         fused = self.device.type in ("cpu", "cuda")
+        # one parameter group: members share lr and weight decay, and AdamW is element-wise, so every
+        # member's slice of a stacked tensor gets exactly its solo update
         optimizer = torch.optim.AdamW(
             self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, fused=fused or None
         )
@@ -243,3 +320,27 @@ class DielectricModule(pl.LightningModule):
             start_factor=self.hparams.warmup_start_lr / self.hparams.lr,
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": LambdaLR(optimizer, schedule), "interval": "step"}}
+
+
+def solo_members(model: torch.nn.Module, seeds: list[int]) -> list[torch.nn.Module]:
+    """One copy of ``model`` per seed, each initialised as a solo run with that seed is (its global
+    RNGs seeded, then the network built from its config); the caller's RNG state is left as it was."""
+    if not isinstance(model, DielectricNetwork):
+        raise ValueError(f"members > 1 needs a lightning_dielectric.models network, got {type(model).__name__}")
+    networks, env = [], {k: os.environ.get(k) for k in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")}
+    # LightningCLI hands the module's own hyper-parameters to every save_hyperparameters() called while
+    # it builds the module; the networks built here keep theirs
+    token = _given_hyperparameters.set(None)
+    try:
+        with isolate_rng():
+            for seed in seeds:
+                pl.seed_everything(seed, verbose=False)
+                networks.append(type(model)(**model.hparams))
+    finally:
+        _given_hyperparameters.reset(token)
+    for key, value in env.items():  # seed_everything also sets these
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    return networks

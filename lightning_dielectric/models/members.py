@@ -1,0 +1,98 @@
+"""Fused members: K networks of one architecture evaluated as one network (fused seed training).
+
+Layout. A fused network of K members is the solo network with every parameter, and every
+BatchNorm running statistic, stacked along its first (output) dimension: member k owns rows
+``k·out … (k+1)·out − 1`` of each weight (K·out, in), bias (K·out,) and norm vector (K·w,).
+Features are member-major, (rows, K·w) with member k in columns ``k·w … (k+1)·w − 1``, so one
+gather, scatter, softmax or element-wise op serves all members, and BatchNorm over K·w channels
+keeps each member's statistics exactly. Linear maps become block-diagonal
+(:func:`member_linear`: one batched matmul); the first layer reads the members' shared input
+(element one-hot, radial basis) as an ordinary Linear(in → K·out). A network with K = 1 is the
+solo network: same parameters, state-dict keys and computation.
+
+Module attributes (``in_channels``, ``num_features``, …) keep the per-member (solo) sizes; the
+number of members is read from tensor shapes, K = input columns / weight columns.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn.modules.batchnorm import _BatchNorm
+
+STAT_BUFFERS = ("running_mean", "running_var")
+"""BatchNorm buffers stacked per member (``num_batches_tracked`` is one count shared by all)."""
+
+
+def member_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """Member k's Linear on member k's columns of ``x``: x (…, K·in), weight (K·out, in), bias
+    (K·out,) → (…, K·out). K = 1 (including the members' shared input) is ``F.linear``.
+
+    One batched matmul, written so that the larger of the weight and the activations keeps its
+    memory layout (the other is transposed, forward and backward).
+    """
+    members = x.size(-1) // weight.size(1)
+    if members == 1:
+        return F.linear(x, weight, bias)
+    lead, out = x.shape[:-1], weight.size(0) // members
+    rows = x.reshape(-1, members, weight.size(1)).transpose(0, 1)  # (K, n, in)
+    w = weight.view(members, out, -1)  # (K, out, in)
+    if rows.size(1) >= w.size(2):  # many rows: y_k = x_k W_kᵀ
+        y = torch.bmm(rows, w.transpose(1, 2)).transpose(0, 1)
+    else:  # few rows, large weight: y_kᵀ = W_k x_kᵀ
+        y = torch.bmm(w, rows.transpose(1, 2)).permute(2, 0, 1)
+    if bias is not None:
+        y = y + bias.view(members, out)
+    return y.reshape(*lead, members * out)
+
+
+def member_matmul(a: Tensor, b: Tensor, members: int) -> Tensor:
+    """Per-member product a_k @ b_k of member-stacked matrices a (K·p, q) and b (K·q, r) (or b (K·q,)
+    a vector per member) → (K·p, r) (or (K·p,))."""
+    p = a.size(0) // members
+    product = torch.bmm(a.view(members, p, -1), b.view(members, a.size(1), -1))
+    return product.reshape(members * p, *b.shape[1:])
+
+
+def _stacked(module: torch.nn.Module) -> list[tuple[torch.nn.Module, str, Tensor]]:
+    """(module, name, tensor) of every tensor that is stacked per member: all parameters, and the
+    running statistics of BatchNorm layers (constant buffers such as lookup tables are shared)."""
+    out = []
+    for sub in module.modules():
+        out += [(sub, name, p) for name, p in sub.named_parameters(recurse=False)]
+        if isinstance(sub, _BatchNorm) and sub.track_running_stats:
+            out += [(sub, name, getattr(sub, name)) for name in STAT_BUFFERS]
+    return out
+
+
+def fuse(networks: list[torch.nn.Module]) -> torch.nn.Module:
+    """One network of K = len(networks) members of one architecture (module doc); member k holds
+    ``networks[k]``'s parameters and running statistics. ``fuse([net])`` is a copy of ``net``."""
+    fused = copy.deepcopy(networks[0])
+    members = len(networks)
+    per_member = [dict(_named_stacked(net)) for net in networks]
+    for key, (module, name, tensor) in _named_stacked(fused):
+        value = torch.cat([states[key][2].detach() for states in per_member])
+        if isinstance(tensor, torch.nn.Parameter):
+            setattr(module, name, torch.nn.Parameter(value, requires_grad=tensor.requires_grad))
+        else:
+            module.register_buffer(name, value)
+    fused.members = members
+    return fused
+
+
+def member_state(fused: torch.nn.Module, index: int) -> dict[str, Tensor]:
+    """The state dict of member ``index`` of ``fused``: what a solo network of its architecture
+    loads (stacked tensors sliced, shared ones such as ``num_batches_tracked`` copied)."""
+    members = getattr(fused, "members", 1)
+    stacked = {key for key, _ in _named_stacked(fused)}
+    return {key: (value.chunk(members)[index] if key in stacked else value).detach().clone()
+            for key, value in fused.state_dict().items()}
+
+
+def _named_stacked(module: torch.nn.Module) -> list[tuple[str, tuple[torch.nn.Module, str, Tensor]]]:
+    names = {id(sub): prefix for prefix, sub in module.named_modules()}
+    return [(f"{names[id(sub)]}.{name}".lstrip("."), (sub, name, t)) for sub, name, t in _stacked(module)]
