@@ -167,7 +167,7 @@ class DielectricModule(pl.LightningModule):
         the norm is within ``gradient_clip_val`` is skipped (same gradients, one pass fewer over them)."""
         scaled = getattr(self.trainer.precision_plugin, "scaler", None) is not None  # fp16: Lightning's checks
         if self.hparams.members > 1 and gradient_clip_val and not scaled:
-            if gradient_clip_algorithm != "norm":
+            if gradient_clip_algorithm not in (None, "norm"):  # None: Lightning's default, norm
                 raise ValueError("fused members clip by norm only (trainer.gradient_clip_algorithm=norm)")
             clip_per_member(self.model.parameters(), gradient_clip_val, self.hparams.members)
             return

@@ -1,0 +1,80 @@
+"""Fused members (``models.members``): one fused network equals its K solo networks exactly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+from lightning_dielectric.models import FAMILIES, build_model, num_parameters
+from lightning_dielectric.models.members import fuse, member_linear, member_state
+from test_models_forward import structures
+
+K = 3
+
+
+def solo_networks(family: str, width: int = 16, dtype=torch.float64) -> list[torch.nn.Module]:
+    nets = []
+    for seed in range(K):
+        torch.manual_seed(seed)
+        nets.append(build_model(family, width).to(dtype))
+    return nets
+
+
+def rel(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor | float | None = None) -> float:
+    scale = b.abs().max() if scale is None else scale
+    return float((a - b).abs().max() / max(float(scale), 1e-300))
+
+
+def test_member_linear_is_each_members_linear():
+    torch.manual_seed(0)
+    for rows, fan_in, out in ((50, 8, 4), (2, 64, 300)):  # both matmul layouts
+        x, w, b = torch.randn(rows, K * fan_in, dtype=torch.float64), torch.randn(K * out, fan_in, dtype=torch.float64), \
+            torch.randn(K * out, dtype=torch.float64)
+        y = member_linear(x, w, b)
+        for k in range(K):
+            solo = torch.nn.functional.linear(x[:, k * fan_in:(k + 1) * fan_in], w[k * out:(k + 1) * out], b[k * out:(k + 1) * out])
+            assert rel(y[:, k * out:(k + 1) * out], solo) < 1e-13
+    shared = torch.randn(5, 8, dtype=torch.float64)  # the members' shared input: an ordinary Linear
+    assert torch.equal(member_linear(shared, w[:, :8], b), torch.nn.functional.linear(shared, w[:, :8], b))
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_fused_training_step_equals_solo_steps(family):
+    """Float64, training mode: outputs, every gradient and the BatchNorm running statistics of each
+    member equal its solo network's to 1e-10 relative."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        graphs = structures()
+        batch = Batch.from_data_list(graphs + graphs[:2])
+        solos = solo_networks(family)
+        fused = fuse(solos)
+        assert num_parameters(fused) == K * num_parameters(solos[0])
+        eps, drude = fused(batch)
+        assert eps.shape == (K, batch.num_graphs, 2001, 2) and drude.shape == (K, batch.num_graphs)
+        sum(eps[k].abs().mean() + drude[k].abs().mean() for k in range(K)).backward()
+        grads = dict(fused.named_parameters())
+        for k, solo in enumerate(solos):
+            e, d = solo(batch)
+            (e.abs().mean() + d.abs().mean()).backward()
+            assert rel(eps[k], e) < 1e-10 and rel(drude[k], d) < 1e-10
+            largest = max(p.grad.abs().max() for p in solo.parameters())
+            for name, p in solo.named_parameters():
+                assert rel(grads[name].grad.chunk(K)[k], p.grad, largest) < 1e-10, name
+            mine = member_state(fused, k)
+            for key, value in solo.state_dict().items():  # weights and running statistics after the step
+                assert mine[key].shape == value.shape
+                assert rel(mine[key].double(), value.double(), value.abs().max().clamp(min=1.0)) < 1e-10, key
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def test_fuse_of_one_network_is_that_network():
+    (solo,) = solo_networks("2b-tc", dtype=torch.float32)[:1]
+    fused = fuse([solo])
+    batch = Batch.from_data_list(structures())
+    fused.eval(), solo.eval()
+    with torch.no_grad():
+        for a, b in zip(fused(batch), solo(batch)):
+            assert torch.equal(a, b)
+    assert set(member_state(fused, 0)) == set(solo.state_dict())
