@@ -145,3 +145,45 @@ def test_driver_killed_mid_trial_resumes_from_last_ckpt(tmp_path, tiny_dataset):
     assert json.loads((killed_dir / "result.json").read_text())["epochs_done"] == 8
     (best,) = (killed_dir / "checkpoints").glob("*.ckpt")
     assert best.name != LAST and "optimizer_states" not in torch.load(best, map_location="cpu", weights_only=True)
+
+
+def test_fused_sweep_killed_mid_trial_resumes_and_records_every_seed_once(tmp_path, tiny_dataset):
+    """``fuse_seeds``: 2 points × 2 seeds run as 2 fused trials; killed (SIGKILL) mid-trial, the rerun
+    resumes the fused trial from its last.ckpt and records 4 runs, each once, in the seed points' run dirs."""
+    sweep = write_sweep(tmp_path, tiny_dataset, design="width", fixed_train_size=32, epochs=6, seeds=[0, 1],
+                        fuse_seeds=True, workers=1)
+    spec = load_spec(sweep)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from lightning_dielectric.cli import main; sys.exit(main(sys.argv[1:]))",
+         "sweep", "run", str(sweep)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    t0 = time.monotonic()
+    killed = None
+    while killed is None and time.monotonic() - t0 < 240 and proc.poll() is None:
+        killed = _checkpointed_run(spec.out)  # only a fused trial's directory has last.ckpt
+        time.sleep(0.05)
+    assert killed is not None and killed.name.endswith("_s0-1_e6"), "no fused trial reached a checkpoint mid-run"
+    trainers = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    psutil.wait_procs(trainers, timeout=15)
+
+    assert cli_main(["sweep", "run", str(sweep)]) == 0
+    states = states_of(spec)
+    assert len(states) == 4 and {s.status for s in states.values()} == {"done"}
+    trials = [t for s in states.values() for t in s.trials]
+    assert Counter(t.user_attrs["point"] for t in trials if t.state == TrialState.COMPLETE) == {k: 1 for k in states}
+    assert "--ckpt_path" in (killed / "train.log").read_text().split("=== trial")[-1].splitlines()[0]
+    runs = pd.read_parquet(spec.out / "runs.parquet")
+    assert sorted(zip(runs.width, runs.seed)) == [(8, 0), (8, 1), (16, 0), (16, 1)]
+    for r in runs.itertuples():
+        run_dir = Path(r.run_dir)
+        assert run_dir.name.endswith(f"_s{r.seed}_e6")  # the seed point's own directory
+        record = RunRecord.read(run_dir / "result.json")
+        assert record.finished and record.epochs_done == 6 and record.val_loss == pytest.approx(r.val_loss)
+        assert record.num_parameters == count_parameters("2b-cgc", r.width)
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        assert config["seed_everything"] == r.seed and config["data"]["seed"] == 0
+        (best,) = (run_dir / "checkpoints").glob("best-epoch=*.ckpt")
