@@ -29,7 +29,7 @@ def _low_symmetry_cell(seed: int = 3):
 
 
 def test_hopping_blocks_follow_slater_koster_table():
-    a, b = element_params(29), element_params(78)  # Cu (s p d) to Pt (s p d)
+    a, b = element_params(30), element_params(80)  # Zn (s p d) to Hg (s p d)
     rng = np.random.default_rng(0)
     vec = rng.normal(size=(6, 3))
     vec *= 2.7 / np.linalg.norm(vec, axis=1, keepdims=True)
@@ -62,7 +62,7 @@ def test_orbital_rotation_is_orthogonal_and_covariant():
     d1, d2, d12 = orbital_rotation(np.stack([r1, r2, r1 @ r2]))
     np.testing.assert_allclose(d1 @ d1.T, np.eye(9), atol=1e-12)
     np.testing.assert_allclose(d1 @ d2, d12, atol=1e-12)  # a representation
-    a, b = element_params(29), element_params(78)
+    a, b = element_params(30), element_params(80)
     vec = rng.normal(size=(4, 3)) * 1.6
     np.testing.assert_allclose(hopping_blocks(vec @ r1.T, a, b), d1 @ hopping_blocks(vec, a, b) @ d1.T, atol=1e-12)
 
