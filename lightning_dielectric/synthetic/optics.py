@@ -182,6 +182,21 @@ def optical_response(model: TBModel, settings: OpticsSettings = OpticsSettings()
     )
 
 
+def orbital_occupations(model: TBModel, settings: OpticsSettings = OpticsSettings(), mesh=None) -> np.ndarray:
+    """Electrons per orbital (both spins), shape (N,), at the Fermi level of ``optical_response``.
+
+    The basis is orthonormal, so this is the projection 2 Σ_k w_k Σ_n f(E_nk) |⟨α|nk⟩|² / Σ w_k
+    onto orbital α (Mulliken and Löwdin populations coincide); it sums to ``model.n_electrons``.
+    """
+    mesh = monkhorst_pack(model.lattice, settings.k_spacing) if mesh is None else tuple(int(m) for m in mesh)
+    symprec = settings.symprec if settings.symmetry else None
+    kfrac, wk = irreducible_kpoints(model.lattice, model.positions, model.numbers, mesh, symprec)
+    energies, vecs = np.linalg.eigh(model.hamiltonian(kfrac @ reciprocal(model.lattice))[0])
+    mu = fermi_level(energies, wk, model.n_electrons, settings.kT)
+    occ = expit((mu - energies) / settings.kT) * (wk / wk.sum())[:, None]
+    return 2.0 * np.einsum("kab,kb->a", np.abs(vecs) ** 2, occ)
+
+
 _PROBE = np.array([0.5377, 0.3219, 0.7795])  # a generic direction (no crystal axis)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .hamiltonian import build_tb_model
-from .optics import OpticsResult, optical_response
+from .optics import OpticsResult, optical_response, orbital_occupations
 
 # Experimental room-temperature fcc lattice constants (Å) and Drude plasma energies ħω_D (eV)
 # of the Drude fits to optical data by Ordal et al., Appl. Opt. 24, 4493 (1985)
@@ -27,20 +27,37 @@ METALS = {
 FCC = np.array([[0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 0.5, 0.0]])
 
 
+def reference_model(name: str):
+    """The tight-binding model of the fcc metal ``name`` (a key of ``METALS``)."""
+    z, a, _ = METALS[name]
+    return build_tb_model(a * FCC, [z], [[0.0, 0.0, 0.0]])
+
+
 def reference_results() -> dict[str, OpticsResult]:
     """Default-settings results for the five fcc metals (one atom per primitive cell)."""
-    return {name: optical_response(build_tb_model(a * FCC, [z], [[0.0, 0.0, 0.0]])) for name, (z, a, _) in METALS.items()}
+    return {name: optical_response(reference_model(name)) for name in METALS}
+
+
+def d_occupation(name: str) -> float:
+    """Projected d electrons (both spins) of the fcc metal ``name``; 0 for an atom without d orbitals."""
+    model = reference_model(name)
+    return float(orbital_occupations(model)[model.d_orbitals].sum())
 
 
 def markdown_table(results: dict[str, OpticsResult]) -> str:
     lines = [
-        "| metal | a (Å) | k mesh | ħω_D TB (eV) | ħω_D literature (eV) | Re ε(0) | max Im ε (0–20 eV) |",
-        "|---|---|---|---|---|---|---|",
+        "| metal | a (Å) | k mesh | projected d electrons | ħω_D TB (eV) | ħω_D literature (eV) | TB / literature "
+        "| Re ε(0) | Re ε(20 eV) | max Im ε (0–20 eV) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         _, a, lit = METALS[name]
         mesh = "×".join(map(str, r.mesh))
-        lines.append(f"| {name} | {a:.3f} | {mesh} | {r.drude:.2f} | {lit:.2f} | {r.eps_re[0]:.1f} | {r.eps_im.max():.1f} |")
+        n_d = d_occupation(name)
+        lines.append(
+            f"| {name} | {a:.3f} | {mesh} | {n_d:.2f} | {r.drude:.2f} | {lit:.2f} | {r.drude / lit:.2f} "
+            f"| {r.eps_re[0]:.1f} | {r.eps_re[-1]:.2f} | {r.eps_im.max():.1f} |"
+        )
     return "\n".join(lines)
 
 
