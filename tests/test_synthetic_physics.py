@@ -238,3 +238,46 @@ def test_noble_metals_have_filled_d_bands(name):
     assert res.eps_re[0] <= 20.0
     assert abs(res.drude / METALS[name][2] - 1) <= DRUDE_TOLERANCE[name]
     assert abs(res.eps_re[-1] - 1) <= 0.3
+
+
+def _shifted(model, shifts):
+    """``model`` with every on-site level of atom i raised by ``shifts[i]`` (eV)."""
+    from dataclasses import replace
+
+    atom_of = np.repeat(np.arange(len(model.numbers)), np.diff(model.offsets))
+    return replace(model, onsite=model.onsite + shifts[atom_of])
+
+
+@pytest.mark.parametrize("case", ["low_symmetry", "L1_2", "C15"])
+def test_local_charge_neutrality_holds_per_site(case):
+    """After the self-consistency every atom holds its valence electrons to the tolerance, and an
+    independent full-mesh count (no symmetry, no self-consistency) of the shifted model agrees."""
+    from lightning_dielectric.synthetic.optics import orbital_occupations
+    from lightning_dielectric.synthetic.prototypes import PROTOTYPES
+
+    if case == "low_symmetry":
+        lattice, numbers, positions = _low_symmetry_cell()  # Al + Ni, no symmetry but time reversal
+    else:  # ideal cells with equivalent sites: L1_2 AlPt3 (Cu3Au type) and C15 CaAl2 (MgCu2 type)
+        proto = next(p for p in PROTOTYPES if p.name == case)
+        lattice, positions, labels = proto.cell(4.0 if case == "L1_2" else 7.6)
+        numbers = np.array([{"L1_2": {"A": 13, "B": 78}, "C15": {"A": 20, "B": 13}}[case][x] for x in labels])
+    model = build_tb_model(lattice, numbers, positions)
+    mesh = (5, 5, 5)
+    res = optical_response(model, mesh=mesh)
+    tol = OpticsSettings().neutrality_tol
+    assert np.abs(res.site_charges - model.site_electrons).max() <= tol
+    assert np.abs(res.site_shifts).max() > 0.05  # unlike atoms: the shifts are doing something
+    assert abs(res.site_shifts.sum()) < 1e-9  # gauge: a common shift only moves μ
+    plain = OpticsSettings(symmetry=False, neutrality=False)
+    occ = orbital_occupations(_shifted(model, res.site_shifts), plain, mesh=mesh)
+    sites = np.bincount(np.repeat(np.arange(len(numbers)), np.diff(model.offsets)), occ)
+    np.testing.assert_allclose(sites, model.site_electrons, atol=1e-5)
+    unshifted = orbital_occupations(model, plain, mesh=mesh)
+    assert np.abs(np.bincount(np.repeat(np.arange(len(numbers)), np.diff(model.offsets)), unshifted)
+                  - model.site_electrons).max() > 0.05  # without the correction the sites are charged
+
+
+def test_one_atom_cells_need_no_shift():
+    res = optical_response(build_tb_model(3.6 * FCC, [29], [[0, 0, 0]]), mesh=(6, 6, 6))
+    assert res.neutrality_iterations == 0 and np.all(res.site_shifts == 0)
+    assert abs(res.site_charges[0] - 11.0) < 1e-9
