@@ -122,7 +122,7 @@ def mesh_symmetry(
         return np.eye(3, dtype=int)[None], np.zeros((1, 3))
     grid = np.stack(np.meshgrid(*[np.arange(m) for m in mesh], indexing="ij"), -1).reshape(-1, 3)
     keep = []
-    for n, rot in enumerate(sym["rotations"]):  # k_frac → k_frac · W
+    for rot in sym["rotations"]:  # k_frac → k_frac · W
         image = (grid / mesh) @ rot * mesh
         keep.append(np.allclose(image, np.round(image), atol=1e-8))
     return sym["rotations"][keep], sym["translations"][keep]
@@ -277,8 +277,10 @@ def _populations(energies, vecs, wk, n_electrons, kT, atom_of, orbits):
 def _ground_state(model: TBModel, h: np.ndarray, kfrac, wk, mesh, settings: OpticsSettings) -> GroundState:
     """Diagonalise H(k); with ``settings.neutrality`` and more than one atom, shift each atom's
     on-site levels rigidly by φ_i until every site is neutral: Newton's method on
-    N_i(φ) − N_i⁰ = 0 with the exact first-order (Lindhard) response of the site charges,
-    the chemical potential following so that Σ_i N_i stays the electron count."""
+    N_i(φ) − N_i⁰ = 0 with the first-order (Lindhard) response of the site charges (evaluated
+    in single precision), the chemical potential following so that Σ_i N_i stays the electron
+    count. Steps are at most 3 eV and halved up to three times until the largest residual
+    drops; if none does, the best shifts found are kept (an atom without bonds)."""
     n_atoms = len(model.numbers)
     atom_of = np.repeat(np.arange(n_atoms), np.diff(model.offsets))
     symprec = settings.symprec if settings.symmetry else None
