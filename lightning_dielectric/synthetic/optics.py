@@ -15,7 +15,9 @@ broadened with the odd line shape G(ω − E) − G(ω + E), G a Gaussian (0.1 e
 adaptively on coarse meshes); Re ε − 1 is its exact Kramers–Kronig partner, the same binned
 weights convolved with the Hilbert transform of G (a Dawson function). The grid extends to at
 least 40 eV and always past the largest transition, so nothing is truncated. The Drude δ is
-an adaptive Gaussian too. See docs/synthetic_data.md for the derivation and sources.
+an adaptive Gaussian too. Before any of this, compounds are made locally charge neutral: each
+atom's on-site levels are shifted rigidly by φ_i (Newton's method on the site charges) until
+every atom holds its valence electrons. See docs/synthetic_data.md for the derivation and sources.
 """
 
 from __future__ import annotations

@@ -9,9 +9,10 @@ transition and noble metals) or ``s p d`` (group 12).
 Sources (see ``docs/synthetic_data.md``):
 
 - Basis: groups 3–11 carry s and d only — the s–d model of transition and noble metals
-  (Mott, Adv. Phys. 13, 325 (1964); Harrison 1980, ch. 20: a nearly-free-electron s band
-  hybridised with the d states). Their free atoms have no bound p level, and a p level guessed
-  at the atomic s energy drained the d band (docs/synthetic_data.md, §2).
+  (Mott, Adv. Phys. 13, 325 (1964); Harrison 1980, transition-metal chapters; Wills & Harrison,
+  Phys. Rev. B 28, 4363 (1983): a nearly-free-electron s band hybridised with the d states).
+  Their free atoms have no bound p level, and a p level guessed as 0.35 ε_s drained the d band
+  (docs/synthetic_data.md, §2).
 - On-site energies: the atomic LDA eigenvalues of pymatgen's ``Element.atomic_orbitals``
   (NIST atomic reference data), Hartree → eV. Missing valence levels: a missing ``np`` level
   (groups 1, 2, 12) is set to ``0.35 ε_s`` (the LDA ratio ε_p/ε_s of Al, Ga, In and Tl is
