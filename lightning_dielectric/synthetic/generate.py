@@ -30,7 +30,7 @@ from .hamiltonian import build_tb_model
 from .optics import OpticsSettings, optical_response
 from .prototypes import random_structure
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: s–d basis for groups 3–11 (issue 21)
 
 
 def material(seed: int, index: int, settings: OpticsSettings = OpticsSettings()) -> dict:

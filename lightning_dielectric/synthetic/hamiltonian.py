@@ -38,6 +38,9 @@ class TBModel:
     onsite: np.ndarray
     pairs: list[tuple[int, int, np.ndarray, np.ndarray]]
     n_electrons: float
+    d_orbitals: np.ndarray | None = None  # indices of the d orbitals among all N
+    site_electrons: np.ndarray | None = None  # valence electrons per atom (local neutrality target)
+
 
     @property
     def n_orb(self) -> int:
@@ -96,5 +99,7 @@ def build_tb_model(
         t = hopping_blocks(vec, params[i], params[j])  # (h, n_i, n_j)
         stacked = np.concatenate([t[:, None], vec[:, :, None, None] * t[:, None]], axis=1)
         pairs.append((i, j, vec, stacked.reshape(len(vec), -1)))
-    n_e = float(sum(p.n_electrons for p in params)) if n_electrons is None else float(n_electrons)
-    return TBModel(lattice, positions, numbers, offsets, onsite, pairs, n_e)
+    site_e = np.array([p.n_electrons for p in params], dtype=np.float64)
+    n_e = float(site_e.sum()) if n_electrons is None else float(n_electrons)
+    d_orb = np.concatenate([np.arange(p.n_orb)[p.d_slice] + off for p, off in zip(params, offsets)]).astype(np.int64)
+    return TBModel(lattice, positions, numbers, offsets, onsite, pairs, n_e, d_orb, site_e if n_electrons is None else None)

@@ -2,14 +2,22 @@
 
 Units: energies in eV, distances in Å. Orbital order on every atom: ``s``, then
 ``p_x, p_y, p_z``, then ``d_xy, d_yz, d_zx, d_{x²−y²}, d_{3z²−r²}`` (the real cubic
-harmonics); an atom carries the first 1, 4 or 9 of them.
+harmonics). An atom carries a subset of them (``ElementParams.orbitals``, indices into this
+list of nine): ``s p`` (groups 1, 2, 13–16), ``s d`` (groups 3–11, the s–d model of
+transition and noble metals) or ``s p d`` (group 12).
 
 Sources (see ``docs/synthetic_data.md``):
 
+- Basis: groups 3–11 carry s and d only — the s–d model of transition and noble metals
+  (Mott, Adv. Phys. 13, 325 (1964); Harrison 1980, transition-metal chapters; Wills & Harrison,
+  Phys. Rev. B 28, 4363 (1983): a nearly-free-electron s band hybridised with the d states).
+  Their free atoms have no bound p level, and a p level guessed as 0.35 ε_s drained the d band
+  (docs/synthetic_data.md, §2).
 - On-site energies: the atomic LDA eigenvalues of pymatgen's ``Element.atomic_orbitals``
   (NIST atomic reference data), Hartree → eV. Missing valence levels: a missing ``np`` level
-  is set to ``0.35 ε_s`` (the LDA ratio ε_p/ε_s of Al, Ga, In and Tl is 0.31–0.36); a missing
-  valence ``s`` level (Pd, 4d¹⁰) is the mean of the same shell of the period neighbours.
+  (groups 1, 2, 12) is set to ``0.35 ε_s`` (the LDA ratio ε_p/ε_s of Al, Ga, In and Tl is
+  0.31–0.36); a missing valence ``s`` level (Pd, 4d¹⁰) is the mean of the same shell of the
+  period neighbours.
 - Hoppings: Harrison, *Electronic Structure and the Properties of Solids* (1980), Solid
   State Table: ``V_ll'm = η_ll'm ħ²/(m d²)`` for s, p; ``V_ldm = η_ldm ħ² r_d^{3/2}/(m d^{7/2})``;
   ``V_ddm = η_ddm ħ² (r_d r_d')^{3/2}/(m d⁵)``, with the d-state radii ``R_D`` below.
@@ -50,17 +58,30 @@ CUT_ON = 1.20
 CUT_OFF = 1.55
 
 
+S_ORB, P_ORB, D_ORB = (0,), (1, 2, 3), (4, 5, 6, 7, 8)  # indices into the nine orbitals
+
+
 @dataclass(frozen=True)
 class ElementParams:
-    """Tight-binding description of one element: ``n_orb`` orbitals (1, 4 or 9)."""
+    """Tight-binding description of one element: ``orbitals`` (indices into s, p_x … d_{3z²−r²})."""
 
     z: int
     symbol: str
-    n_orb: int
+    orbitals: tuple[int, ...]
     onsite: tuple[float, ...]  # eV, one per orbital
     r_d: float  # Å (0 without d orbitals)
     n_electrons: int  # valence electrons per atom
     radius: float  # Å, metallic radius (atomic radius where pymatgen has none)
+
+    @property
+    def n_orb(self) -> int:
+        return len(self.orbitals)
+
+    @property
+    def d_slice(self) -> slice:
+        """Position of the five d orbitals within this atom's orbitals (empty without d)."""
+        start = len([o for o in self.orbitals if o < D_ORB[0]])
+        return slice(start, start + 5) if D_ORB[0] in self.orbitals else slice(start, start)
 
 
 def _valence_level(orbitals: dict[str, float], shell: str) -> tuple[int, float] | None:
@@ -89,12 +110,16 @@ def element_params(z: int, max_l: int | None = None) -> ElementParams:
         s_val = np.mean([_valence_level(Element.from_Z(z + dz).atomic_orbitals, "s")[1] for dz in (-1, 1)])
     else:
         s_val = s[1]
-    p = _valence_level(orbitals, "p")
-    p_val = p[1] if p is not None and p[0] == period else P_OVER_S * s_val
-    onsite = [s_val] + [p_val] * 3
+    orbs, onsite = list(S_ORB), [s_val]
+    if not 3 <= group <= 11:  # s–d model: no p orbitals on transition and noble metals
+        p = _valence_level(orbitals, "p")
+        p_val = p[1] if p is not None and p[0] == period else P_OVER_S * s_val
+        orbs += P_ORB
+        onsite += [p_val] * 3
     r_d = 0.0
     if has_d:
         d = _valence_level(orbitals, "d")
+        orbs += D_ORB
         onsite += [d[1]] * 5
         r_d = R_D[el.symbol]
     n_e = group if group <= 12 else group - 10
@@ -102,13 +127,12 @@ def element_params(z: int, max_l: int | None = None) -> ElementParams:
         warnings.simplefilter("ignore")
         metallic = el.metallic_radius
     radius = float(metallic) if metallic else float(el.atomic_radius)
-    n_orb = len(onsite)
     if max_l is not None:
-        n_orb = min(n_orb, (1, 4, 9)[max_l])
-        onsite = onsite[:n_orb]
-        r_d = r_d if n_orb == 9 else 0.0
-        n_e = min(n_e, 2 * n_orb)
-    return ElementParams(int(z), el.symbol, n_orb, tuple(float(e) for e in onsite), r_d, int(n_e), float(radius))
+        keep = [i for i, o in enumerate(orbs) if o < (1, 4, 9)[max_l]]
+        orbs, onsite = [orbs[i] for i in keep], [onsite[i] for i in keep]
+        r_d = r_d if max_l >= 2 else 0.0
+        n_e = min(n_e, 2 * len(orbs))
+    return ElementParams(int(z), el.symbol, tuple(orbs), tuple(float(e) for e in onsite), r_d, int(n_e), float(radius))
 
 
 def cutoff(d: np.ndarray, r_sum: float | np.ndarray) -> np.ndarray:
@@ -202,7 +226,8 @@ def _frames(u: np.ndarray) -> np.ndarray:
 
 
 def hopping_blocks(vec: np.ndarray, a: ElementParams, b: ElementParams) -> np.ndarray:
-    """Lab-frame hopping blocks (n, a.n_orb, b.n_orb) in eV for bond vectors ``vec`` (n, 3) Å from a to b.
+    """Lab-frame hopping blocks (n, a.n_orb, b.n_orb) in eV for bond vectors ``vec`` (n, 3) Å from a to b
+    (rows: a's orbitals, columns: b's, each in the order of ``orbitals``).
 
     Includes the smooth cut-off; the Slater–Koster angular dependence is obtained by
     rotating the bond-frame block: T_lab = D T_bond Dᵀ.
@@ -211,4 +236,4 @@ def hopping_blocks(vec: np.ndarray, a: ElementParams, b: ElementParams) -> np.nd
     t = _bond_frame_block(bond_parameters(d, a, b)) * cutoff(d, a.radius + b.radius)[:, None, None]
     rot = orbital_rotation(_frames(vec / d[:, None]))
     lab = rot @ t @ np.transpose(rot, (0, 2, 1))
-    return lab[:, : a.n_orb, : b.n_orb]
+    return lab[:, a.orbitals][:, :, b.orbitals]
