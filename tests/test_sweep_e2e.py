@@ -187,3 +187,6 @@ def test_fused_sweep_killed_mid_trial_resumes_and_records_every_seed_once(tmp_pa
         config = yaml.safe_load((run_dir / "config.yaml").read_text())
         assert config["seed_everything"] == r.seed and config["data"]["seed"] == 0
         (best,) = (run_dir / "checkpoints").glob("best-epoch=*.ckpt")
+    assert (killed / "checkpoints" / LAST).exists()  # keep_checkpoints: all
+    assert cli_main(["sweep", "prune", str(sweep), "--keep", "best-weights"]) == 0
+    assert not (killed / "checkpoints" / LAST).exists()  # the fused trial's own directory is pruned too

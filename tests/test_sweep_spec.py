@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from lightning_dielectric.models import count_parameters
-from lightning_dielectric.sweep.grid import expand, trial_config, write_trial_config
+from lightning_dielectric.sweep.grid import expand, fused_trials, trial_config, write_trial_config
 from lightning_dielectric.sweep.spec import SweepSpecError, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,6 +86,7 @@ def test_bad_sweep_file_names_the_key(tmp_path, changes, key):
         ({"study_name": None}, "key 'study_name': missing"),
         ({"design": "width", "fixed_train_size": None}, "key 'fixed_train_size': missing: design 'width' needs it"),
         ({"widths": [8, 16, 8]}, "key 'widths': duplicate values in [8, 16, 8]"),
+        ({"fuse_seeds": "yes"}, "key 'fuse_seeds': expected true or false, got 'yes'"),
     ],
 )
 def test_bad_value_message_names_file_key_and_value(tmp_path, changes, tail):
@@ -207,3 +208,22 @@ def test_trial_config_sets_axes_lr_rule_and_paths(tmp_path):
     assert path == tc.run_dir(spec.out) / "trial.yaml"
     assert yaml.safe_load(path.read_text()) == trial_config(spec, tc, tc.run_dir(spec.out))
     assert tc.num_parameters == count_parameters("2b-tc", 32)
+
+
+def test_fused_trials_group_consecutive_seeds_and_write_members(tmp_path):
+    spec = parse_spec(spec_dict(design="width", widths=[8], seeds=[0, 1, 2, 5], fuse_seeds=True, out=str(tmp_path)))
+    points = expand(spec)
+    assert [[p.seed for p in t] for t in fused_trials(spec, points)] == [[0, 1, 2], [5]]
+    pending = [p for p in points if p.seed in (0, 2, 5)]  # seed 1 done: 0 and 2 no longer neighbours
+    assert [[p.seed for p in t] for t in fused_trials(spec, pending)] == [[0], [2], [5]]
+    assert [len(t) for t in fused_trials(spec.replace(fuse_seeds=False), points)] == [1, 1, 1, 1]
+    trial = fused_trials(spec, points)[0]
+    path = write_trial_config(spec, trial)
+    assert path.parent == tmp_path / "trials" / "2b-cgc_w8_D400_s0-2_e3"
+    cfg = yaml.safe_load(path.read_text())
+    assert cfg["model"]["members"] == 3 and cfg["seed_everything"] == 0 and cfg["data"]["seed"] == 0
+    assert cfg["member_runs"]["dirs"] == [str(p.run_dir(spec.out).resolve()) for p in trial]
+    assert cfg["checkpoint"]["dirpath"] == str((path.parent / "checkpoints").resolve())
+    # fused sweeps give every seed the smallest seed's data order, alone or fused
+    alone = trial_config(spec, points[-1], points[-1].run_dir(spec.out))
+    assert alone["seed_everything"] == 5 and alone["data"]["seed"] == 0

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from lightning_dielectric.sweep.grid import fused_trials, trial_dir
 from lightning_dielectric.sweep.retention import KEEP
 from lightning_dielectric.sweep.spec import SweepSpec, SweepSpecError, load_spec
 
@@ -284,8 +285,11 @@ def prune_main(argv: list[str]) -> int:
     except (SweepSpecError, StorageError) as err:
         return _error(err)
     done = [p for p in points if states[p.key].status == "done"]
+    # fused trials' own directories (their last.ckpt) where all of their seeds are done
+    fused = [trial_dir(spec, t) for t in fused_trials(spec.replace(fuse_seeds=True), done) if len(t) > 1]
     try:
         freed = sum(retention.apply(p.run_dir(spec.out), args.keep) for p in done)
+        freed += sum(retention.apply(d, args.keep) for d in fused if d.is_dir())
     except (OSError, RuntimeError, ValueError) as err:
         return _error(err)
     print(f"pruned {len(done)} done point(s) of {spec.study_name} to {args.keep}: freed {freed / 1e9:.3f} GB "
