@@ -80,6 +80,7 @@ def read_rows(paths: list[str], groups: np.ndarray, unit_starts: np.ndarray, row
                 np.stack([a["eps_re"][k], a["eps_im"][k]], axis=-1),
                 float(a["drude"][k]),
             )
+        del table, a, offsets  # the yielded samples are copies: the row group can go before the next is read
 
 
 def stream_payloads(paths: list[str], groups: np.ndarray, unit_starts: np.ndarray, plan: EpochPlan,
