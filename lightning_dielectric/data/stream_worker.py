@@ -4,8 +4,9 @@
 time, passes them through the worker's shuffle buffer and builds each batch's graphs
 (``batch_arrays``). ``EpochLoader`` (``stream.py``) runs it in worker processes started as
 ``python -m lightning_dielectric.data.stream_worker``: a fresh interpreter that imports only numpy,
-pyarrow and pymatgen's neighbour search, about 65 MB resident where a forked DataLoader worker
-carries the ~350 MB of heap that torch, PyG and Lightning left in the main process.
+pyarrow and pymatgen's neighbour search, about 65 MB resident after its imports, where a forked
+DataLoader worker carries the ~350 MB of heap that torch, PyG and Lightning left in the main
+process.
 
 Protocol: the loader writes one pickled task (the keyword arguments of ``stream_payloads``) to
 the worker's stdin; the worker writes pickled ``("batch", payload)`` messages to its stdout, in
