@@ -203,9 +203,15 @@ def run(quick: bool = False) -> str:
     lines += ["", f"One full training epoch of all {n_rows:,} rows (batch 32, no triplets), peak memory sampled "
               "over main process + stream worker processes:", "",
               "| workers | structures/s | peak Σ RSS | peak Σ PSS |", "|---|---|---|---|"]
+    loads = [os.getloadavg()[0]]
     for workers in (2, 0):
         rate, peak_rss, peak_pss = epoch_in_fresh_process(root, n_rows, workers)
         lines.append(f"| {workers} | {rate:,.0f} | {peak_rss / 1e9:.2f} GB | {peak_pss / 1e9:.2f} GB |")
+        loads.append(os.getloadavg()[0])
+    lines += ["", f"1-min load average before, between and after the two epochs: {', '.join(f'{x:.1f}' for x in loads)} "
+              f"on {os.cpu_count()} logical cores. The 2-worker epoch keeps up to 3 processes busy itself; a load "
+              "well above that means other processes shared the CPUs, and every rate in this section is lower "
+              "for it (the memory peaks are not)."]
     lines += ["", "Targets: ≥ 2,000 structures/s with 2 workers; peak memory ≤ 1.5 GB (10^9 bytes) for the 200k "
               "epoch. Σ RSS counts pages shared between processes (shared libraries) once per process, an "
               "upper bound; Σ PSS splits shared pages between the processes, the memory the tree actually "

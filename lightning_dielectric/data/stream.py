@@ -110,12 +110,20 @@ class WorkerError(Exception):
 
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+# the worker imports this very package (also when it is not installed), and only the worker's module
+_WORKER_CODE = (
+    "import sys\n"
+    f"root = {_PACKAGE_ROOT!r}\n"
+    "if root not in sys.path:\n"
+    "    sys.path.insert(0, root)\n"
+    "from lightning_dielectric.data.stream_worker import main\n"
+    "sys.exit(main())\n"
+)
 _SINGLE_THREADED = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _worker_env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
     for name in _SINGLE_THREADED:  # graph building does no BLAS work worth a thread pool per worker
         env.setdefault(name, "1")
     return env
@@ -142,8 +150,8 @@ def worker_payloads(task: dict, num_workers: int) -> Iterator[dict]:
     try:
         env = _worker_env()
         for _ in range(num_workers):
-            procs.append(subprocess.Popen([sys.executable, "-m", "lightning_dielectric.data.stream_worker"],
-                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env))
+            procs.append(subprocess.Popen([sys.executable, "-c", _WORKER_CODE], stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, env=env))
         for worker, proc in enumerate(procs):
             try:
                 pickle.dump({**task, "worker": worker, "num_workers": num_workers}, proc.stdin,
@@ -168,6 +176,11 @@ def worker_payloads(task: dict, num_workers: int) -> Iterator[dict]:
         for proc in procs:
             if done < len(procs):  # stopped early or failed: no worker is needed any more
                 proc.kill()
+            if not proc.stdin.closed:
+                try:
+                    proc.stdin.close()
+                except OSError:  # a worker that died before reading its task
+                    pass
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:

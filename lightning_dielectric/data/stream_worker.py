@@ -2,8 +2,8 @@
 
 ``stream_payloads`` reads a worker's rows of an epoch (``EpochPlan``) one Parquet row group at a
 time, passes them through the worker's shuffle buffer and builds each batch's graphs
-(``batch_arrays``). ``EpochLoader`` (``stream.py``) runs it in worker processes started as
-``python -m lightning_dielectric.data.stream_worker``: a fresh interpreter that imports only numpy,
+(``batch_arrays``). ``EpochLoader`` (``stream.py``) runs it in worker processes that run ``main``:
+each a fresh interpreter (``sys.executable``) that imports only numpy,
 pyarrow and pymatgen's neighbour search, about 65 MB resident after its imports, where a forked
 DataLoader worker carries the ~350 MB of heap that torch, PyG and Lightning left in the main
 process.
