@@ -214,8 +214,10 @@ class _Recorder(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def test_trainer_reshuffles_each_epoch(dataset, tmp_path):
-    dm = DielectricDataModule(str(dataset), batch_size=32, train_size=100, seed=2)
+@pytest.mark.parametrize("cache, workers", [("auto", 0), ("off", 2)])  # in memory; streamed by worker processes
+def test_trainer_reshuffles_each_epoch(dataset, tmp_path, cache, workers):
+    kw = dict(batch_size=32, train_size=100, seed=2, cache=cache, num_workers=workers, cache_dir=str(tmp_path / "cache"))
+    dm = DielectricDataModule(str(dataset), **kw)
     model = _Recorder()
     trainer = pl.Trainer(
         max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
@@ -225,8 +227,8 @@ def test_trainer_reshuffles_each_epoch(dataset, tmp_path):
     assert trainer.num_training_batches == 4
     e0, e1 = model.epochs[0], model.epochs[1]
     assert sorted(e0) == sorted(e1) and len(set(e0)) == 100 and e0 != e1
-    assert e0 == epoch_ids(DielectricDataModule(str(dataset), batch_size=32, train_size=100, seed=2), epoch=0)
-    assert e1 == epoch_ids(DielectricDataModule(str(dataset), batch_size=32, train_size=100, seed=2), epoch=1)
+    assert e0 == epoch_ids(DielectricDataModule(str(dataset), **kw), epoch=0)
+    assert e1 == epoch_ids(DielectricDataModule(str(dataset), **kw), epoch=1)
 
 
 def test_shard_problems_name_the_file(tmp_path):
@@ -282,7 +284,7 @@ def test_stream_workers_import_neither_torch_nor_pandas(dataset):
 def test_stream_worker_error_is_raised_with_its_type(dataset, tmp_path):
     dm = DielectricDataModule(str(dataset), batch_size=8, num_workers=2, cache="off")
     loader = dm.train_dataloader()
-    loader.dataset.paths = [str(tmp_path / f"missing-{k}.parquet") for k in range(len(loader.dataset.paths))]
+    loader.stream.paths = [str(tmp_path / f"missing-{k}.parquet") for k in range(len(loader.stream.paths))]
     with pytest.raises(ValueError, match="cannot read row group"):
         list(loader)
 

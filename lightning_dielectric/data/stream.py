@@ -198,25 +198,28 @@ class EpochLoader:
     ``Batch`` is assembled here in the main process. The batches and their order are those of a
     torch DataLoader with as many workers over the same stream. ``len()`` is the number of
     batches this DDP rank yields.
+
+    The stream is ``stream``, not ``dataset``: Lightning takes a ``dataset`` that is an
+    ``IterableDataset`` with a length for one whose workers may duplicate samples, and warns so.
     """
 
-    def __init__(self, dataset: ParquetGraphStream, epoch_fn: Callable[[], int], pin: bool = False,
+    def __init__(self, stream: ParquetGraphStream, epoch_fn: Callable[[], int], pin: bool = False,
                  num_workers: int = 0):
-        self.dataset = dataset
+        self.stream = stream
         self.epoch_fn = epoch_fn
         self.pin = pin
         self.num_workers = num_workers
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self.stream)
 
     def __iter__(self) -> Iterator[Batch]:
-        self.dataset.epoch = int(self.epoch_fn())
-        self.dataset.rank, self.dataset.world = distributed_rank_world()
+        self.stream.epoch = int(self.epoch_fn())
+        self.stream.rank, self.stream.world = distributed_rank_world()
         if self.num_workers == 0:
-            payloads = iter(self.dataset)
+            payloads = iter(self.stream)
         else:
-            payloads = worker_payloads(self.dataset.task(), self.num_workers)
+            payloads = worker_payloads(self.stream.task(), self.num_workers)
         for payload in payloads:
             batch = payload_to_batch(payload)
             yield batch.pin_memory() if self.pin else batch
