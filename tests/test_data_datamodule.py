@@ -214,8 +214,10 @@ class _Recorder(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def test_trainer_reshuffles_each_epoch(dataset, tmp_path):
-    dm = DielectricDataModule(str(dataset), batch_size=32, train_size=100, seed=2)
+@pytest.mark.parametrize("cache, workers", [("auto", 0), ("off", 2)])  # in memory; streamed by worker processes
+def test_trainer_reshuffles_each_epoch(dataset, tmp_path, cache, workers):
+    kw = dict(batch_size=32, train_size=100, seed=2, cache=cache, num_workers=workers, cache_dir=str(tmp_path / "cache"))
+    dm = DielectricDataModule(str(dataset), **kw)
     model = _Recorder()
     trainer = pl.Trainer(
         max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
@@ -225,8 +227,8 @@ def test_trainer_reshuffles_each_epoch(dataset, tmp_path):
     assert trainer.num_training_batches == 4
     e0, e1 = model.epochs[0], model.epochs[1]
     assert sorted(e0) == sorted(e1) and len(set(e0)) == 100 and e0 != e1
-    assert e0 == epoch_ids(DielectricDataModule(str(dataset), batch_size=32, train_size=100, seed=2), epoch=0)
-    assert e1 == epoch_ids(DielectricDataModule(str(dataset), batch_size=32, train_size=100, seed=2), epoch=1)
+    assert e0 == epoch_ids(DielectricDataModule(str(dataset), **kw), epoch=0)
+    assert e1 == epoch_ids(DielectricDataModule(str(dataset), **kw), epoch=1)
 
 
 def test_shard_problems_name_the_file(tmp_path):
@@ -256,3 +258,48 @@ def test_arguments_are_typed_for_lightning_cli(dataset):
     assert dm.num_train == 64 and dm.threebody_cutoff == 4.0
     with pytest.raises(SystemExit):
         parser.parse_args(["--data.root", str(dataset), "--data.batch_size", "many"])
+
+
+def test_stream_workers_import_neither_torch_nor_pandas(dataset):
+    # the workers are fresh interpreters: what they import is what each one holds in memory
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from lightning_dielectric.data.stream_worker import row_groups, stream_payloads\n"
+        "from lightning_dielectric.data.epochs import EpochPlan\n"
+        "from lightning_dielectric.data.writer import shard_paths\n"
+        "import numpy as np\n"
+        f"paths = [str(p) for p in shard_paths({str(dataset)!r}, 'train')]\n"
+        "groups, starts = row_groups(paths)\n"
+        "plan = EpochPlan(starts, np.arange(starts[-1]), 8, True, 0, 32)\n"
+        "n = sum(len(p['mat_id']) for p in stream_payloads(paths, groups, starts, plan, 5.5, 4.0, 0, 0, 1, 0, 2))\n"
+        "print(n, sorted(m for m in ('torch', 'torch_geometric', 'pytorch_lightning', 'pandas') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(maxsplit=1)
+    assert int(out[0]) > 0 and out[1].strip() == "[]"
+
+
+def test_stream_worker_error_is_raised_with_its_type(dataset, tmp_path):
+    dm = DielectricDataModule(str(dataset), batch_size=8, num_workers=2, cache="off")
+    loader = dm.train_dataloader()
+    loader.stream.paths = [str(tmp_path / f"missing-{k}.parquet") for k in range(len(loader.stream.paths))]
+    with pytest.raises(ValueError, match="cannot read row group"):
+        list(loader)
+
+
+def test_stopping_an_epoch_early_ends_its_workers(dataset):
+    import psutil
+
+    def children() -> set[int]:
+        return {p.pid for p in psutil.Process().children()}
+
+    before = children()  # e.g. a forkserver an earlier test started
+    dm = DielectricDataModule(str(dataset), batch_size=8, num_workers=2, cache="off")
+    batches = iter(dm.train_dataloader())
+    next(batches)
+    assert len(children() - before) == 2
+    batches.close()
+    assert children() - before == set()
+    assert [b.mat_id for b in dm.train_dataloader()]  # and the next epoch starts new ones

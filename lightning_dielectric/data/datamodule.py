@@ -7,8 +7,8 @@ worker count (both follow ``EpochPlan``, see ``epochs.py``):
   (``graph_cache.py``, shared by every run on the dataset) and the structures a run needs are
   held as tensors on the training device (the GPU when training on one); batches are assembled
   by vectorised gathers, without worker processes.
-- **stream** (``cache: off``): Parquet row groups are read and graphs built in DataLoader
-  workers every epoch (``stream.py``); memory stays bounded whatever the dataset size.
+- **stream** (``cache: off``): Parquet row groups are read and graphs built in torch-free worker
+  processes every epoch (``stream.py``, ``stream_worker.py``); memory stays bounded whatever the dataset size.
 
 ``cache: auto`` (default) holds a split in memory when its arrays fit ``memory_budget_gb``
 (default: 40 % of the GPU's memory when training on a GPU, else 25 % of the host memory
@@ -53,7 +53,7 @@ class DielectricDataModule(LightningDataModule):
             nested subset of size D); None: all.
         train_ids: a file of mat_ids (one a line) selecting the training subset explicitly.
         batch_size: graphs per batch (per DDP rank).
-        num_workers: DataLoader worker processes building graphs (stream); in memory no workers
+        num_workers: worker processes building graphs (stream; 0: in this process); in memory no workers
             run, but the batch order is the one this many workers would give.
         cutoff: edge cutoff, Å. Under ``lightning fit`` both cutoffs are the model's
             (``DielectricNetwork.graph_cutoffs``) and cannot be set here.

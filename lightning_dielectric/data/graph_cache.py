@@ -38,7 +38,7 @@ from ..processes import default_workers, ordered_map
 from .graph_rows import row_group_graphs
 from .ingest import progress_bar
 from .schema import N_ENERGIES
-from .stream import row_groups
+from .stream_worker import row_groups
 from .writer import read_metadata, shard_paths
 
 GRAPH_FORMAT_VERSION = 2  # 2: an edge and its reverse are kept together at the cutoff (data.neighbors)

@@ -28,12 +28,11 @@ import numpy as np
 import torch
 from torch_geometric.data import Batch, Data
 
+from .graph_arrays import DEFAULT_CUTOFF, DEFAULT_THREEBODY_CUTOFF, batch_arrays
 from .neighbors import periodic_neighbors, triplet_pairs
 
-DEFAULT_CUTOFF = 5.5
-"""Edge cutoff of the paper's graphs, Å (its ``twobody_cutoff``)."""
-DEFAULT_THREEBODY_CUTOFF = 4.0
-"""Three-body (triplet) cutoff of the paper's OptiMetal3B graphs, Å (its ``graph_setup`` default)."""
+__all__ = ["DEFAULT_CUTOFF", "DEFAULT_THREEBODY_CUTOFF", "CrystalGraph", "arrays_to_batch", "batch_arrays",
+           "build_batch", "build_graph"]
 
 
 class CrystalGraph(Data):
@@ -98,56 +97,6 @@ def build_batch(
             ``eps`` (B, 2001, 2), ``drude`` (B,), or lists of length B such as ``mat_id``.
     """
     return arrays_to_batch(batch_arrays(structures, cutoff, threebody_cutoff), **graph_attrs)
-
-
-def batch_arrays(
-    structures: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
-    cutoff: float = DEFAULT_CUTOFF,
-    threebody_cutoff: float | None = DEFAULT_THREEBODY_CUTOFF,
-) -> dict[str, np.ndarray]:
-    """The graphs of ``structures`` as concatenated numpy arrays (see ``arrays_to_batch``).
-
-    Keys: ``z`` (N,), ``pos`` (N, 3) float32 Å, ``cell`` (B, 3, 3) float32 Å, ``edge_index``
-    (2, E) offset by node counts, ``cell_offset`` (E, 3) float32, ``triplet_index`` (2, T)
-    offset by edge counts, and the per-graph counts ``n_nodes``, ``n_edges``, ``n_triplets`` (B,).
-    Plain arrays pickle cheaply, so DataLoader workers return these rather than tensors.
-    """
-    if not structures:
-        raise ValueError("batch_arrays needs at least one structure")
-    z, pos, cells, src, dst, offset, triplets = [], [], [], [], [], [], []
-    for lattice, numbers, positions in structures:
-        cell = np.asarray(lattice, dtype=np.float64).reshape(3, 3)
-        p = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
-        s, d, o, dist = periodic_neighbors(cell, p, cutoff)
-        z.append(np.asarray(numbers, dtype=np.int64).reshape(-1))
-        pos.append(p)
-        cells.append(cell)
-        src.append(s)
-        dst.append(d)
-        offset.append(o)
-        if threebody_cutoff is not None:
-            triplets.append(triplet_pairs(s, dist, threebody_cutoff))
-    n_nodes = np.array([len(a) for a in z], dtype=np.int64)
-    n_edges = np.array([len(a) for a in src], dtype=np.int64)
-    n_triplets = np.array([a.shape[1] for a in triplets] or [0] * len(z), dtype=np.int64)
-    node_start = np.cumsum(n_nodes) - n_nodes
-    edge_start = np.cumsum(n_edges) - n_edges
-    edge_index = np.stack([np.concatenate(src), np.concatenate(dst)]) + np.repeat(node_start, n_edges)
-    if triplets:
-        triplet_index = np.concatenate(triplets, axis=1) + np.repeat(edge_start, n_triplets)
-    else:
-        triplet_index = np.zeros((2, 0), dtype=np.int64)
-    return {
-        "z": np.concatenate(z),
-        "pos": np.concatenate(pos).astype(np.float32),
-        "cell": np.stack(cells).astype(np.float32),
-        "edge_index": edge_index,
-        "cell_offset": np.concatenate(offset).astype(np.float32),
-        "triplet_index": triplet_index,
-        "n_nodes": n_nodes,
-        "n_edges": n_edges,
-        "n_triplets": n_triplets,
-    }
 
 
 def arrays_to_batch(arrays: dict, **graph_attrs) -> Batch:

@@ -123,16 +123,16 @@ def table_to_arrays(table: pa.Table) -> dict[str, object]:
         out["lattice"] = _flat(table, "lattice").reshape(-1, 3, 3)
     if "atomic_numbers" in names:
         z = table.column("atomic_numbers").combine_chunks()
-        offsets = z.offsets.to_numpy().astype(np.int64)
+        offsets = _numpy(z.offsets).astype(np.int64)
         out["atom_offsets"] = offsets - offsets[0]
-        out["atomic_numbers"] = z.flatten().to_numpy(zero_copy_only=False)
+        out["atomic_numbers"] = _numpy(z.flatten())
     if "positions" in names:
         out["positions"] = _flat(table, "positions").reshape(-1, 3)
     for key in ("eps_re", "eps_im"):
         if key in names:
             out[key] = _flat(table, key).reshape(-1, N_ENERGIES)
     if "drude" in names:
-        out["drude"] = table.column("drude").to_numpy()
+        out["drude"] = _numpy(table.column("drude").combine_chunks())
     return out
 
 
@@ -141,4 +141,18 @@ def _flat(table: pa.Table, key: str) -> np.ndarray:
     arr = table.column(key).combine_chunks()
     while pa.types.is_list(arr.type) or pa.types.is_fixed_size_list(arr.type):
         arr = arr.flatten()
+    return _numpy(arr)
+
+
+def _numpy(arr: pa.Array) -> np.ndarray:
+    """The values of a flat array as numpy: a zero-copy (read-only) view of its data buffer when it
+    has a fixed-width numeric type and no nulls, else ``to_numpy``.
+
+    pyarrow's ``to_numpy`` imports pandas on first use (~50 MB resident); the stream's worker
+    processes, which need nothing of pandas, read every column through here.
+    """
+    t = arr.type
+    if arr.null_count == 0 and (pa.types.is_integer(t) or pa.types.is_floating(t)):
+        dtype = np.dtype(t.to_pandas_dtype())
+        return np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr), offset=arr.offset * dtype.itemsize)
     return arr.to_numpy(zero_copy_only=False)

@@ -1,24 +1,38 @@
-"""Streaming graph batches from Parquet shards, built inside DataLoader workers.
+"""Streaming graph batches from Parquet shards, built in worker processes.
 
 Rows are read one Parquet row group at a time (pyarrow) and turned into ``CrystalGraph`` batches
-in the workers, so memory is bounded by the row group, the shuffle buffer and the prefetched
+in worker processes, so memory is bounded by the row group, the shuffle buffer and the prefetched
 batches, whatever the dataset size. The order of samples is the ``EpochPlan`` (``epochs.py``).
+
+The workers are fresh interpreters running ``stream_worker.py`` (numpy, pyarrow and pymatgen's
+neighbour search only), not forked DataLoader workers: a forked worker maps the main process's
+whole heap (torch, PyG, Lightning and, when training, the model and Trainer: ~350 MB before any
+of them), counted in its resident memory and turned into private copies page by page as
+reference counts and the garbage collector write to the objects on them. A fresh worker holds
+about 65 MB plus its row group, shuffle buffer and prefetched batches.
 """
 
 from __future__ import annotations
 
+import os
+import pickle
+import subprocess
+import sys
+from collections import deque
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset, get_worker_info
 from torch_geometric.data import Batch
 
 from .epochs import EpochPlan
-from .graphs import arrays_to_batch, batch_arrays
-from .schema import READ_COLUMNS, table_to_arrays
+from .graphs import arrays_to_batch
+from .stream_worker import read_rows, row_groups, stream_payloads
+
+__all__ = ["EpochLoader", "ParquetGraphStream", "distributed_rank_world", "payload_to_batch", "read_rows",
+           "row_groups", "worker_payloads"]
 
 
 def distributed_rank_world() -> tuple[int, int]:
@@ -26,51 +40,6 @@ def distributed_rank_world() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
-
-
-def row_groups(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """((U, 2) (file, row group) of every row group in stored order, (U + 1,) their stored-row bounds)."""
-    groups, rows = [], [0]
-    for f, path in enumerate(paths):
-        try:
-            meta = pq.ParquetFile(path).metadata
-        except (OSError, pa.ArrowException) as err:
-            raise ValueError(f"{path}: cannot read Parquet shard ({err})") from err
-        for g in range(meta.num_row_groups):
-            groups.append((f, g))
-            rows.append(rows[-1] + meta.row_group(g).num_rows)
-    return np.array(groups, dtype=np.int64).reshape(-1, 2), np.array(rows, dtype=np.int64)
-
-
-def read_rows(paths: list[str], groups: np.ndarray, unit_starts: np.ndarray, rows: np.ndarray) -> Iterator[tuple]:
-    """Yield (mat_id, lattice, z, pos, eps (2001, 2), drude) for ``rows`` (stored positions) in
-    the given order, reading each run of rows of one row group with one read."""
-    unit = np.searchsorted(unit_starts, rows, side="right") - 1
-    cuts = np.flatnonzero(np.diff(unit)) + 1
-    for run in np.split(np.arange(len(rows)), cuts) if len(rows) else []:
-        u = int(unit[run[0]])
-        f, g = (int(v) for v in groups[u])
-        local = rows[run] - unit_starts[u]
-        # a fresh reader per row group: an open reader keeps its last row group's buffers
-        try:
-            with pq.ParquetFile(paths[f]) as reader:
-                table = reader.read_row_group(g, columns=READ_COLUMNS)
-        except (OSError, pa.ArrowException) as err:
-            raise ValueError(f"{paths[f]}: cannot read row group {g} ({err})") from err
-        contiguous = bool(np.all(np.diff(local) == 1))
-        table = table.slice(int(local[0]), len(local)) if contiguous else table.take(pa.array(local))
-        a = table_to_arrays(table)
-        offsets = a["atom_offsets"]
-        for k in range(table.num_rows):
-            atoms = slice(offsets[k], offsets[k + 1])
-            yield (  # copies, so a buffered sample does not keep its row group alive
-                a["mat_id"][k],
-                a["lattice"][k].copy(),
-                a["atomic_numbers"][atoms].copy(),
-                a["positions"][atoms].copy(),
-                np.stack([a["eps_re"][k], a["eps_im"][k]], axis=-1),
-                float(a["drude"][k]),
-            )
 
 
 class ParquetGraphStream(IterableDataset):
@@ -112,21 +81,18 @@ class ParquetGraphStream(IterableDataset):
         rank, world = distributed_rank_world()
         return self.plan.num_batches(rank, world)
 
+    def task(self) -> dict:
+        """The keyword arguments of ``stream_payloads`` for this epoch and rank, less the worker."""
+        return {"paths": self.paths, "groups": self.groups, "unit_starts": self.unit_starts, "plan": self.plan,
+                "cutoff": self.cutoff, "threebody_cutoff": self.threebody_cutoff, "epoch": self.epoch,
+                "rank": self.rank, "world": self.world}
+
     def __iter__(self) -> Iterator[dict]:
-        """Yield this worker's batches as plain arrays (``payload_to_batch`` makes the ``Batch``)."""
+        """Yield this worker's batches as plain arrays (``payload_to_batch`` makes the ``Batch``);
+        in a torch DataLoader worker, that worker's share."""
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        rows, sizes = self.plan.worker_rows(self.epoch, self.rank, self.world, worker, num_workers)
-        samples = self.plan.shuffled(read_rows(self.paths, self.groups, self.unit_starts, rows),
-                                     self.epoch, self.rank, worker)
-        for size in sizes:
-            mat_id, lattice, z, pos, eps, drude = zip(*(next(samples) for _ in range(size)))
-            yield {
-                "graphs": batch_arrays(list(zip(lattice, z, pos)), self.cutoff, self.threebody_cutoff),
-                "eps": np.stack(eps),
-                "drude": np.array(drude, dtype=np.float32),
-                "mat_id": list(mat_id),
-            }
+        return stream_payloads(**self.task(), worker=worker, num_workers=num_workers)
 
 
 def payload_to_batch(payload: dict) -> Batch:
@@ -139,26 +105,121 @@ def payload_to_batch(payload: dict) -> Batch:
     )
 
 
-class EpochLoader(DataLoader):
-    """DataLoader over a ``ParquetGraphStream`` yielding ``Batch``es.
+class WorkerError(Exception):
+    """The traceback of an exception raised in a stream worker process (the cause of the re-raised one)."""
 
-    Before workers start it hands the current epoch and DDP rank to the stream. Workers return
-    plain numpy arrays (pickled through the pipe: one shared-memory segment per tensor would cost
-    more than building the graphs); the ``Batch`` is assembled here in the main process.
+
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+# the worker imports this very package (also when it is not installed), and only the worker's module
+_WORKER_CODE = (
+    "import sys\n"
+    f"root = {_PACKAGE_ROOT!r}\n"
+    "if root not in sys.path:\n"
+    "    sys.path.insert(0, root)\n"
+    "from lightning_dielectric.data.stream_worker import main\n"
+    "sys.exit(main())\n"
+)
+_SINGLE_THREADED = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for name in _SINGLE_THREADED:  # graph building does no BLAS work worth a thread pool per worker
+        env.setdefault(name, "1")
+    return env
+
+
+def _receive(proc: subprocess.Popen, worker: int) -> tuple[str, object]:
+    try:
+        return pickle.load(proc.stdout)
+    except (EOFError, pickle.UnpicklingError) as err:
+        code = proc.wait()
+        raise RuntimeError(f"stream worker {worker} exited unexpectedly (exit code {code})") from err
+
+
+def worker_payloads(task: dict, num_workers: int) -> Iterator[dict]:
+    """The batches of ``task`` (``ParquetGraphStream.task``) built by ``num_workers`` worker
+    processes, in the order a torch DataLoader with that many workers returns them: round-robin
+    over the workers, each building the batches w, w + W, … of the plan.
+
+    An exception in a worker is raised here with its type and message, the worker's traceback as
+    its cause. The workers end with the epoch; when the loop stops early they are killed.
+    """
+    procs: list[subprocess.Popen] = []
+    done = 0
+    try:
+        env = _worker_env()
+        for _ in range(num_workers):
+            procs.append(subprocess.Popen([sys.executable, "-c", _WORKER_CODE], stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, env=env))
+        for worker, proc in enumerate(procs):
+            try:
+                pickle.dump({**task, "worker": worker, "num_workers": num_workers}, proc.stdin,
+                            protocol=pickle.HIGHEST_PROTOCOL)
+                proc.stdin.close()
+            except OSError as err:
+                raise RuntimeError(f"stream worker {worker} exited at start (exit code {proc.wait()})") from err
+        live = deque(enumerate(procs))
+        while live:
+            worker, proc = live.popleft()
+            kind, value = _receive(proc, worker)
+            if kind == "done":
+                done += 1
+                continue
+            if kind == "error":
+                err, text = value
+                cause = WorkerError(f"in stream worker {worker}:\n{text}")
+                raise (err if err is not None else RuntimeError(f"stream worker {worker} failed")) from cause
+            live.append((worker, proc))
+            yield value
+    finally:
+        for proc in procs:
+            if done < len(procs):  # stopped early or failed: no worker is needed any more
+                proc.kill()
+            if not proc.stdin.closed:
+                try:
+                    proc.stdin.close()
+                except OSError:  # a worker that died before reading its task
+                    pass
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+
+
+class EpochLoader:
+    """Batches (``Batch``) of a ``ParquetGraphStream`` per epoch, built by ``num_workers`` worker
+    processes (0: in this process).
+
+    Each epoch it hands the current epoch and DDP rank to the stream and starts the workers
+    (``worker_payloads``); they return plain numpy arrays (pickled through a pipe), and the
+    ``Batch`` is assembled here in the main process. The batches and their order are those of a
+    torch DataLoader with as many workers over the same stream. ``len()`` is the number of
+    batches this DDP rank yields.
+
+    The stream is ``stream``, not ``dataset``: Lightning takes a ``dataset`` that is an
+    ``IterableDataset`` with a length for one whose workers may duplicate samples, and warns so.
     """
 
-    def __init__(self, dataset: ParquetGraphStream, epoch_fn: Callable[[], int], pin: bool = False, **kwargs):
-        super().__init__(dataset, batch_size=None, collate_fn=_identity, **kwargs)
+    def __init__(self, stream: ParquetGraphStream, epoch_fn: Callable[[], int], pin: bool = False,
+                 num_workers: int = 0):
+        self.stream = stream
         self.epoch_fn = epoch_fn
         self.pin = pin
+        self.num_workers = num_workers
+
+    def __len__(self) -> int:
+        return len(self.stream)
 
     def __iter__(self) -> Iterator[Batch]:
-        self.dataset.epoch = int(self.epoch_fn())
-        self.dataset.rank, self.dataset.world = distributed_rank_world()
-        for payload in super().__iter__():
+        self.stream.epoch = int(self.epoch_fn())
+        self.stream.rank, self.stream.world = distributed_rank_world()
+        if self.num_workers == 0:
+            payloads = iter(self.stream)
+        else:
+            payloads = worker_payloads(self.stream.task(), self.num_workers)
+        for payload in payloads:
             batch = payload_to_batch(payload)
             yield batch.pin_memory() if self.pin else batch
-
-
-def _identity(item):
-    return item
