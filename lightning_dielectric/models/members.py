@@ -40,10 +40,11 @@ def member_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tens
     lead, out = x.shape[:-1], weight.size(0) // members
     rows = x.reshape(-1, members, weight.size(1)).transpose(0, 1)  # (K, n, in)
     w = weight.view(members, out, -1)  # (K, out, in)
-    if rows.size(1) >= w.size(2):  # many rows: y_k = x_k W_kᵀ
-        y = torch.bmm(rows, w.transpose(1, 2)).transpose(0, 1)
-    else:  # few rows, large weight: y_kᵀ = W_k x_kᵀ
-        y = torch.bmm(w, rows.transpose(1, 2)).permute(2, 0, 1)
+    if rows.size(1) >= w.size(2):  # many rows: y_k = x_k W_kᵀ (+ b_k in the same kernel)
+        y = torch.bmm(rows, w.transpose(1, 2)) if bias is None else \
+            torch.baddbmm(bias.view(members, 1, out), rows, w.transpose(1, 2))
+        return y.transpose(0, 1).reshape(*lead, members * out)
+    y = torch.bmm(w, rows.transpose(1, 2)).permute(2, 0, 1)  # few rows, large weight: y_kᵀ = W_k x_kᵀ
     if bias is not None:
         y = y + bias.view(members, out)
     return y.reshape(*lead, members * out)

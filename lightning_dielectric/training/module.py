@@ -134,14 +134,14 @@ class DielectricModule(pl.LightningModule):
         if sums[3, 0] == 0:
             return
         means = (sums[:3] / sums[3]).float()  # (3, K)
-        for k in range(self.hparams.members):
-            self.log_dict({f"{member_tag(k, self.hparams.members)}train/{name}": value
-                           for name, value in zip(("loss", "eps_loss", "drude_loss"), means[:, k])},
+        members = self.hparams.members
+        columns = [means[:, k] for k in range(members)] + ([means.mean(1)] if members > 1 else [])
+        for k, (loss, eps_loss, drude_loss) in enumerate(columns):  # per member, then the members' mean
+            tag = member_tag(k, members) if k < members else ""
+            self.log(f"{tag}train/loss", loss, on_step=False, on_epoch=True, prog_bar=not tag)
+            self.log_dict({f"{tag}train/eps_loss": eps_loss, f"{tag}train/drude_loss": drude_loss},
                           on_step=False, on_epoch=True)
-        if self.hparams.members > 1:
-            loss, eps_loss, drude_loss = means.mean(1)
-            self.log_dict({"train/loss": loss, "train/eps_loss": eps_loss, "train/drude_loss": drude_loss},
-                          on_step=False, on_epoch=True)
+        if members > 1:
             stopped = [self.member_seeds[k] for k in (~self.active).nonzero().flatten().tolist()]
             if stopped:
                 self.print(f"fused members with seeds {stopped} stopped: non-finite training loss")
