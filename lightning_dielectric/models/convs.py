@@ -113,7 +113,8 @@ class FactorisedTransformerConv(TransformerConv):
         out = out.flatten(1)
         root = member_linear(x, self.lin_skip.weight, self.lin_skip.bias)
         beta = split_linear(self.lin_beta.weight, None, [(out, None), (root, None), (out - root, None)]).sigmoid()
-        beta, root, out = beta.unsqueeze(-1), root.unflatten(-1, (beta.size(-1), -1)), out.unflatten(-1, (beta.size(-1), -1))
+        members = (beta.size(-1), -1)  # one β per member and row
+        beta, root, out = beta.unsqueeze(-1), root.unflatten(-1, members), out.unflatten(-1, members)
         return (beta * root + (1 - beta) * out).flatten(1)
 
     def _attend_per_edge(self, q: Tensor, k: Tensor, v: Tensor, edge: Tensor, edge_index: Tensor) -> Tensor:

@@ -58,17 +58,6 @@ def member_matmul(a: Tensor, b: Tensor, members: int) -> Tensor:
     return product.reshape(members * p, *b.shape[1:])
 
 
-def _stacked(module: torch.nn.Module) -> list[tuple[torch.nn.Module, str, Tensor]]:
-    """(module, name, tensor) of every tensor that is stacked per member: all parameters, and the
-    running statistics of BatchNorm layers (constant buffers such as lookup tables are shared)."""
-    out = []
-    for sub in module.modules():
-        out += [(sub, name, p) for name, p in sub.named_parameters(recurse=False)]
-        if isinstance(sub, _BatchNorm) and sub.track_running_stats:
-            out += [(sub, name, getattr(sub, name)) for name in STAT_BUFFERS]
-    return out
-
-
 def fuse(networks: list[torch.nn.Module]) -> torch.nn.Module:
     """One network of K = len(networks) members of one architecture (module doc); member k holds
     ``networks[k]``'s parameters and running statistics. ``fuse([net])`` is a copy of ``net``."""
@@ -95,5 +84,13 @@ def member_state(fused: torch.nn.Module, index: int) -> dict[str, Tensor]:
 
 
 def _named_stacked(module: torch.nn.Module) -> list[tuple[str, tuple[torch.nn.Module, str, Tensor]]]:
-    names = {id(sub): prefix for prefix, sub in module.named_modules()}
-    return [(f"{names[id(sub)]}.{name}".lstrip("."), (sub, name, t)) for sub, name, t in _stacked(module)]
+    """(state-dict key, (module, name, tensor)) of every tensor that is stacked per member: all
+    parameters, and the running statistics of BatchNorm layers (constant buffers such as lookup
+    tables are shared)."""
+    out = []
+    for prefix, sub in module.named_modules():
+        names = [name for name, _ in sub.named_parameters(recurse=False)]
+        if isinstance(sub, _BatchNorm) and sub.track_running_stats:
+            names += STAT_BUFFERS
+        out += [(f"{prefix}.{name}".lstrip("."), (sub, name, getattr(sub, name))) for name in names]
+    return out

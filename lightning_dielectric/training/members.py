@@ -31,6 +31,7 @@ import yaml
 from pytorch_lightning.trainer.states import TrainerFn
 
 from lightning_dielectric.models.members import member_state
+from lightning_dielectric.sweep.retention import WEIGHT_KEYS
 from lightning_dielectric.training.callbacks import RunResult
 from lightning_dielectric.training.run_record import RECORD_FILE
 
@@ -95,6 +96,7 @@ class MemberRuns(pl.Callback):
             return
         metrics = trainer.callback_metrics
         dirs = self.member_dirs(trainer, module)
+        checkpoint = None  # the run's weights-only checkpoint, dumped once for all improved members
         for k, run in enumerate(dirs):
             tag = member_tag(k, members)
             if f"{tag}val/loss" not in metrics:
@@ -105,7 +107,10 @@ class MemberRuns(pl.Callback):
                                 "drude_loss": float(metrics[f"{tag}val/drude_loss"]),
                                 "delta_e": float(metrics[f"{tag}val/delta_e"]), "best_epoch": trainer.current_epoch}
                 if trainer.is_global_zero:
-                    self._save_best(trainer, module, k, run)
+                    if checkpoint is None:
+                        checkpoint = {k: v for k, v in trainer._checkpoint_connector.dump_checkpoint(weights_only=True)
+                                      .items() if k in WEIGHT_KEYS}
+                    self._save_best(trainer, module, checkpoint, k, run)
         epochs_done = trainer.current_epoch + 1
         self._write_records(trainer, module, dirs, epochs_done,
                             trainer.max_epochs is not None and epochs_done >= trainer.max_epochs)
@@ -114,14 +119,13 @@ class MemberRuns(pl.Callback):
         if module.hparams.members > 1 and not trainer.interrupted:
             self._write_records(trainer, module, self.member_dirs(trainer, module), trainer.current_epoch, True)
 
-    def _save_best(self, trainer: pl.Trainer, module: DielectricModule, index: int, run: Path) -> None:
-        """Member ``index``'s weights-only checkpoint in ``run/checkpoints``, replacing its previous best."""
-        from lightning_dielectric.sweep.retention import WEIGHT_KEYS
-
+    def _save_best(self, trainer: pl.Trainer, module: DielectricModule, run_checkpoint: dict, index: int,
+                   run: Path) -> None:
+        """Member ``index``'s weights-only checkpoint (``run_checkpoint`` with the member's weights) in
+        ``run/checkpoints``, replacing its previous best."""
         folder = run / "checkpoints"
         folder.mkdir(parents=True, exist_ok=True)
-        checkpoint = {k: v for k, v in trainer._checkpoint_connector.dump_checkpoint(weights_only=True).items()
-                      if k in WEIGHT_KEYS}
+        checkpoint = dict(run_checkpoint)
         checkpoint["state_dict"] = {f"model.{k}": v for k, v in member_state(module.model, index).items()}
         checkpoint["hyper_parameters"] = {**checkpoint["hyper_parameters"], "members": 1}
         target = folder / BEST_NAME.format(epoch=trainer.current_epoch)
