@@ -45,9 +45,27 @@ def apply(run_dir: Path, keep: str) -> int:
     freed = 0
     for folder in sorted({p.parent for p in Path(run_dir).rglob("*.ckpt")}):
         best = sorted(p for p in folder.glob("*.ckpt") if p.name != LAST)
+        if len(best) > 1 and (folder / LAST).exists():  # a best written by a killed attempt after its last.ckpt
+            recorded = _recorded_best(folder / LAST)
+            if recorded in best:
+                for orphan in (p for p in best if p != recorded):
+                    freed += orphan.stat().st_size
+                    orphan.unlink()
+                best = [recorded]
         if best and (folder / LAST).exists():
             freed += (folder / LAST).stat().st_size
             (folder / LAST).unlink()
         if keep == "best-weights":
             freed += sum(weights_only(p) for p in best or [folder / LAST])
     return freed
+
+
+def _recorded_best(last: Path) -> Path | None:
+    """The best checkpoint that ``last``'s ModelCheckpoint state names (None when it names none)."""
+    import torch
+
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    for key, state in checkpoint.get("callbacks", {}).items():
+        if key.startswith("ModelCheckpoint") and state.get("best_model_path"):
+            return last.parent / Path(state["best_model_path"]).name
+    return None
