@@ -50,6 +50,17 @@ def test_train_size_zero_must_be_positive(tiny_dataset, tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
+def test_member_run_dirs_must_match_members(tiny_dataset, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        lightning_main(["fit", "--config", str(QUICK), "--data.root", str(tiny_dataset), "--model.members", "2",
+                        "--member_runs.dirs", f"[{tmp_path / 'only-one'}]",
+                        "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")])
+    assert exit_info.value.code == 2
+    (line,) = error_lines(capsys)
+    assert "--member_runs.dirs: 1 directories for --model.members 2" in line
+    assert not (tmp_path / "runs").exists()
+
+
 def test_explain_reads_config_file_messages():
     from lightning_dielectric.training.config_errors import closest_keys, explain
 

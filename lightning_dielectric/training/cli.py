@@ -109,6 +109,9 @@ class DielectricCLI(LightningCLI):
         train_size = config.get("data.train_size")
         if train_size is not None and train_size < 1:
             _stop(f"--data.train_size must be a positive integer (structures), got {train_size}")
+        dirs, members = config.get("member_runs.dirs"), config.get("model.members")
+        if dirs is not None and members is not None and len(dirs) != members:
+            _stop(f"--member_runs.dirs: {len(dirs)} directories for --model.members {members}")
         if self.subcommand in ("validate", "test", "predict") and config.get("ckpt_path"):
             _log_into_run(config, Path(config["ckpt_path"]))
 
