@@ -152,8 +152,10 @@ class DielectricModule(pl.LightningModule):
         return every > 0 and (self.global_step + 1) % every == 0
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        if self.hparams.members > 1 and not bool(self.active.all()):
-            for p in self.model.parameters():  # stopped members: no update from their (non-finite) gradients
+        # Stopped members get no update from their (non-finite) gradients. On an accelerator the mask
+        # is always applied, since reading ``active`` on the host would wait for the device every step.
+        if self.hparams.members > 1 and (self.device.type != "cpu" or not bool(self.active.all())):
+            for p in self.model.parameters():
                 if p.grad is not None:
                     p.grad.view(self.hparams.members, -1).masked_fill_(~self.active.unsqueeze(1), 0.0)
         if not self._step_logged():
