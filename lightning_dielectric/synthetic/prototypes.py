@@ -114,9 +114,8 @@ def random_structure(
         lattice, positions, site_labels = proto.cell(1.0)
         numbers = np.array([z_of[label] for label in site_labels], dtype=np.int64)
         radii = np.array([element_params(int(z)).radius for z in numbers])
-        lattice, positions = lattice / min_distance_ratio(lattice, positions, radii), positions / min_distance_ratio(
-            lattice, positions, radii
-        )
+        scale = min_distance_ratio(lattice, positions, radii)
+        lattice, positions = lattice / scale, positions / scale
         eps = rng.normal(scale=strain, size=(3, 3))
         deform = np.eye(3) + 0.5 * (eps + eps.T)
         lattice, positions = lattice @ deform, positions @ deform
