@@ -92,22 +92,15 @@ MIN_DISTANCE_RATIO = 0.85
 
 
 def min_distance_ratio(lattice: np.ndarray, positions: np.ndarray, radii: np.ndarray) -> float:
-    """Smallest d_ij / (r_i + r_j) over all pairs and periodic images (i = j images included) within
-    3 max r of each other.
+    """Smallest d_ij / (r_i + r_j) over all pairs and periodic images (i = j images included)
+    within 3 max r of each other.
 
-    The search first goes only a little beyond the shortest lattice vector (which bounds the
-    nearest image of each atom): any pair farther than that cutoff c has a ratio above
-    c / (2 max r), so a smaller minimum found inside it is the minimum of the full search.
+    The search stops just past the shortest lattice vector a: the largest atom's image along it
+    has the ratio |a| / (2 max r), which every farther pair exceeds, so the minimum is inside.
     """
-
-    def smallest(cutoff: float) -> float:
-        src, dst, _, dist = periodic_neighbors(lattice, positions, cutoff)
-        return float(np.min(dist / (radii[src] + radii[dst]), initial=np.inf))
-
-    short = 1.01 * np.linalg.norm(lattice, axis=1).min()
-    if short < 3.0 * radii.max() and (ratio := smallest(short)) < 0.999 * short / (2.0 * radii.max()):
-        return ratio
-    return smallest(3.0 * radii.max())
+    cutoff = min(3.0 * radii.max(), 1.01 * np.linalg.norm(lattice, axis=1).min())
+    src, dst, _, dist = periodic_neighbors(lattice, positions, cutoff)
+    return float(np.min(dist / (radii[src] + radii[dst]), initial=np.inf))
 
 
 def random_structure(
