@@ -340,9 +340,9 @@ def _charge_response(energies, vecs, wk, mu, kT, atom_of, n_atoms) -> np.ndarray
     ratio = np.where(close, 0.5 * (fprime[:, :, None] + fprime[:, None, :]),
                      (occ[:, :, None] - occ[:, None, :]) / np.where(close, 1.0, de))  # (n_k, n, m)
     v = vecs.astype(np.complex64)  # the response only steers Newton's steps: single precision is enough
-    proj = np.stack(
-        [np.conj(np.swapaxes(v[:, atom_of == i], 1, 2)) @ v[:, atom_of == i] for i in range(n_atoms)], axis=1
-    )  # (P_i)_nm, (n_k, n_atoms, N, N)
+    proj = np.empty((len(v), n_atoms) + v.shape[1:], dtype=v.dtype)  # (P_i)_nm, (n_k, n_atoms, N, N)
+    for i in range(n_atoms):
+        np.matmul(np.conj(np.swapaxes(v[:, atom_of == i], 1, 2)), v[:, atom_of == i], out=proj[:, i])
     weighted = proj * (ratio * w[:, None, None]).astype(np.float32)[:, None]
     lin = 2.0 * np.einsum("kinm,kjnm->ij", weighted, np.conj(proj), optimize=True).real
     dmu = 2.0 * np.einsum("kinn,kn->i", proj.real, -fprime * w[:, None])
@@ -397,8 +397,8 @@ def broadened_spectrum(
     Im ε(ω) = Σ w [G_σ(ω − E) − G_σ(ω + E)], Re ε(ω) = 1 + Σ w [R_σ(ω − E) − R_σ(ω + E)], with
     G_σ the normalised Gaussian of standard deviation σ and R_σ its Kramers–Kronig partner.
     Widths are rounded to the classes ``broadening · 1.25^c`` (at most ``max_broadening``);
-    each class is binned (linear share between the two nearest bins) and all classes are
-    convolved with real FFTs (one forward transform of all classes, one inverse each for Re and
+    each class is binned (linear share between the two nearest bins) and all non-empty classes
+    are convolved with real FFTs (one forward transform per class, one inverse each for Re and
     Im). The grid is 0, dE, … up to max(e_max_ext, max E + 6 max_broadening), rounded up to
     whole 20 eV, so no line is cut off.
     """
@@ -414,8 +414,11 @@ def broadened_spectrum(
     hist = np.bincount(cls * (n_bins + 1) + i0, weights * (1 - frac), minlength=size)
     hist += np.bincount(cls * (n_bins + 1) + i0 + 1, weights * frac, minlength=size)
     hist = hist.reshape(len(classes), n_bins + 1)[:, :n_bins]
-    odd = np.concatenate([-hist[:, :0:-1], np.zeros((len(classes), 1)), hist[:, 1:]], axis=1)  # bins −(n−1) … n−1
+    used = np.flatnonzero(hist.any(axis=1))  # empty classes contribute exactly nothing
+    hist = hist[used]
+    odd = np.concatenate([-hist[:, :0:-1], np.zeros((len(used), 1)), hist[:, 1:]], axis=1)  # bins −(n−1) … n−1
     length, gauss_ft, partner_ft = _kernel_ft(n_bins, de, tuple(classes))
+    gauss_ft, partner_ft = gauss_ft[used], partner_ft[used]
     odd_ft = np.fft.rfft(odd, length, axis=1)  # real data: half spectra suffice
     start = (n_bins - 1) + 2 * n_bins
     im = np.fft.irfft(np.einsum("cf,cf->f", odd_ft, gauss_ft), length)[start : start + n_bins]
