@@ -222,10 +222,10 @@ def optical_response(model: TBModel, settings: OpticsSettings = OpticsSettings()
 
     # Interband: pairs with E_m > E_n (gap = E_n − E_m < 0) and f_n > f_m.
     df = occ[:, None, :] - occ[:, :, None]  # f_n − f_m
-    k, m, n = np.nonzero((gap < -settings.degeneracy) & (df > 1e-12))  # only the selected pairs are evaluated
-    de = -gap[k, m, n]
-    strength = df[k, m, n] * vel2[k, :, m, n].sum(axis=1) * wk[k] / de**2 / 3.0
-    slope = np.linalg.norm(band_vel[k, :, n] - band_vel[k, :, m], axis=1)  # |∇_k(E_m − E_n)|
+    sel = (gap < -settings.degeneracy) & (df > 1e-12)
+    de = -gap[sel]
+    strength = (df * vel2.sum(axis=1) * wk[:, None, None])[sel] / de**2 / 3.0
+    slope = np.linalg.norm(band_vel[:, :, None, :] - band_vel[:, :, :, None], axis=1)[sel]  # |∇_k(E_m − E_n)|
     sigma = np.sqrt(settings.broadening**2 + (settings.adaptive * dk * slope) ** 2)
     eps_re_ext, eps_im_ext = broadened_spectrum(de, np.pi * E2_OVER_EPS0 * norm * strength, sigma, settings)
     return OpticsResult(
