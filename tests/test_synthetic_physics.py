@@ -6,8 +6,20 @@ import numpy as np
 import pytest
 import spglib
 
+from scipy.fft import next_fast_len
+from scipy.special import dawsn
+
+from lightning_dielectric.data.neighbors import periodic_neighbors
 from lightning_dielectric.synthetic.hamiltonian import build_tb_model
-from lightning_dielectric.synthetic.optics import OpticsSettings, irreducible_kpoints, optical_response, reciprocal
+from lightning_dielectric.synthetic.optics import (
+    WIDTH_RATIO,
+    OpticsSettings,
+    _width_classes,
+    broadened_spectrum,
+    irreducible_kpoints,
+    optical_response,
+    reciprocal,
+)
 from lightning_dielectric.synthetic.prototypes import MIN_DISTANCE_RATIO, PROTOTYPES, min_distance_ratio, random_structure
 from lightning_dielectric.synthetic.slater_koster import bond_parameters, element_params, hopping_blocks, orbital_rotation
 
@@ -96,6 +108,59 @@ def test_prototypes_have_their_space_groups_and_draws_respect_distances():
         radii = np.array([element_params(int(z)).radius for z in numbers])
         assert min_distance_ratio(lattice, positions, radii) >= MIN_DISTANCE_RATIO
         assert numbers.max() <= 83
+
+
+def test_min_distance_ratio_equals_full_search():
+    """The short first search gives the minimum over all pairs within 3 max r, bit for bit."""
+    rng = np.random.default_rng(5)
+    for proto in PROTOTYPES:
+        for a in (1.0, 3.0, 6.0):  # unit-scale cells (as first drawn), real ones, and sparse ones
+            lattice, positions, labels = proto.cell(a)
+            positions = positions + 0.05 * rng.normal(size=positions.shape)
+            radii = rng.uniform(1.2, 2.0, size=len(labels))
+            src, dst, _, dist = periodic_neighbors(lattice, positions, 3.0 * radii.max())
+            full = float(np.min(dist / (radii[src] + radii[dst]), initial=np.inf))
+            assert min_distance_ratio(lattice, positions, radii) == full, (proto.name, a)
+
+
+def _complex_fft_spectrum(energies, weights, sigma, settings):
+    """Re ε, Im ε the straightforward way: the binned odd histogram of each width class times the
+    complex FFT of G_σ + i R_σ, one complex inverse FFT (the formulation the rfft path replaced)."""
+    de = settings.bin_width
+    e_top = max(settings.e_max_ext, float(energies.max()) + 6 * settings.max_broadening)
+    n_bins = int(round(np.ceil(e_top / 20.0) * 20.0 / de)) + 1
+    classes = _width_classes(settings.broadening, settings.max_broadening)
+    cls = np.clip(np.round(np.log(sigma / classes[0]) / np.log(WIDTH_RATIO)), 0, len(classes) - 1).astype(int)
+    hist = np.zeros((len(classes), n_bins + 1))
+    i0 = np.floor(energies / de).astype(int)
+    frac = energies / de - i0
+    np.add.at(hist, (cls, i0), weights * (1 - frac))
+    np.add.at(hist, (cls, i0 + 1), weights * frac)
+    hist = hist[:, :n_bins]
+    odd = np.concatenate([-hist[:, :0:-1], np.zeros((len(classes), 1)), hist[:, 1:]], axis=1)
+    x = np.arange(-2 * n_bins, 2 * n_bins + 1) * de
+    s = classes[:, None]
+    kernel = np.exp(-0.5 * (x / s) ** 2) / (np.sqrt(2 * np.pi) * s) - 1j * np.sqrt(2.0) / (np.pi * s) * dawsn(
+        x / (np.sqrt(2.0) * s)
+    )
+    length = next_fast_len(2 * n_bins - 1 + len(x) - 1)
+    full = np.fft.ifft(np.sum(np.fft.fft(odd, length, axis=1) * np.fft.fft(kernel, length, axis=1), axis=0))
+    out = full[3 * n_bins - 1 : 4 * n_bins - 1]
+    return 1.0 + out.imag, np.maximum(out.real, 0.0)
+
+
+def test_rfft_spectrum_equals_complex_fft_formula():
+    settings = OpticsSettings()
+    rng = np.random.default_rng(2)
+    energies = np.concatenate([rng.uniform(0.005, 45.0, 400), [0.004, 12.345]])
+    weights = rng.uniform(0.0, 2.0, len(energies))
+    sigma = rng.uniform(0.1, 1.2, len(energies))  # all width classes, the widest clipped
+    re, im = broadened_spectrum(energies, weights, sigma, settings)
+    re_ref, im_ref = _complex_fft_spectrum(energies, weights, sigma, settings)
+    assert re.shape == re_ref.shape and len(re) > 4000  # grid extended past 45 eV + 6 max_broadening
+    scale = np.abs(im_ref).max()
+    np.testing.assert_allclose(re, re_ref, rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(im, im_ref, rtol=0, atol=1e-12 * scale)
 
 
 def test_irreducible_weights_sum_to_mesh_and_reduce_cubic_mesh():

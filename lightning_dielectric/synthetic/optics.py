@@ -340,9 +340,9 @@ def _charge_response(energies, vecs, wk, mu, kT, atom_of, n_atoms) -> np.ndarray
     ratio = np.where(close, 0.5 * (fprime[:, :, None] + fprime[:, None, :]),
                      (occ[:, :, None] - occ[:, None, :]) / np.where(close, 1.0, de))  # (n_k, n, m)
     v = vecs.astype(np.complex64)  # the response only steers Newton's steps: single precision is enough
-    proj = np.stack(
-        [np.conj(np.swapaxes(v[:, atom_of == i], 1, 2)) @ v[:, atom_of == i] for i in range(n_atoms)], axis=1
-    )  # (P_i)_nm, (n_k, n_atoms, N, N)
+    proj = np.empty((len(v), n_atoms) + v.shape[1:], dtype=v.dtype)  # (P_i)_nm, (n_k, n_atoms, N, N)
+    for i in range(n_atoms):
+        np.matmul(np.conj(np.swapaxes(v[:, atom_of == i], 1, 2)), v[:, atom_of == i], out=proj[:, i])
     weighted = proj * (ratio * w[:, None, None]).astype(np.float32)[:, None]
     lin = 2.0 * np.einsum("kinm,kjnm->ij", weighted, np.conj(proj), optimize=True).real
     dmu = 2.0 * np.einsum("kinn,kn->i", proj.real, -fprime * w[:, None])
@@ -397,9 +397,10 @@ def broadened_spectrum(
     Im ε(ω) = Σ w [G_σ(ω − E) − G_σ(ω + E)], Re ε(ω) = 1 + Σ w [R_σ(ω − E) − R_σ(ω + E)], with
     G_σ the normalised Gaussian of standard deviation σ and R_σ its Kramers–Kronig partner.
     Widths are rounded to the classes ``broadening · 1.25^c`` (at most ``max_broadening``);
-    each class is binned (linear share between the two nearest bins) and all classes are
-    convolved in one FFT. The grid is 0, dE, … up to max(e_max_ext, max E + 6 max_broadening),
-    rounded up to whole 20 eV, so no line is cut off.
+    each class is binned (linear share between the two nearest bins) and all non-empty classes
+    are convolved with real FFTs (one forward transform per class, one inverse each for Re and
+    Im). The grid is 0, dE, … up to max(e_max_ext, max E + 6 max_broadening), rounded up to
+    whole 20 eV, so no line is cut off.
     """
     de = settings.bin_width
     e_top = max(settings.e_max_ext, float(energies.max(initial=0.0)) + 6 * settings.max_broadening)
@@ -413,12 +414,16 @@ def broadened_spectrum(
     hist = np.bincount(cls * (n_bins + 1) + i0, weights * (1 - frac), minlength=size)
     hist += np.bincount(cls * (n_bins + 1) + i0 + 1, weights * frac, minlength=size)
     hist = hist.reshape(len(classes), n_bins + 1)[:, :n_bins]
-    odd = np.concatenate([-hist[:, :0:-1], np.zeros((len(classes), 1)), hist[:, 1:]], axis=1)  # bins −(n−1) … n−1
-    length, kernel_ft = _kernel_ft(n_bins, de, tuple(classes))
-    full = np.fft.ifft(np.sum(np.fft.fft(odd, length, axis=1) * kernel_ft, axis=0))
+    used = np.flatnonzero(hist.any(axis=1))  # empty classes contribute exactly nothing
+    hist = hist[used]
+    odd = np.concatenate([-hist[:, :0:-1], np.zeros((len(used), 1)), hist[:, 1:]], axis=1)  # bins −(n−1) … n−1
+    length, gauss_ft, partner_ft = _kernel_ft(n_bins, de, tuple(classes))
+    gauss_ft, partner_ft = gauss_ft[used], partner_ft[used]
+    odd_ft = np.fft.rfft(odd, length, axis=1)  # real data: half spectra suffice
     start = (n_bins - 1) + 2 * n_bins
-    out = full[start : start + n_bins]
-    return 1.0 + out.imag, np.maximum(out.real, 0.0)  # clip FFT round-off (~1e-15) below zero
+    im = np.fft.irfft(np.einsum("cf,cf->f", odd_ft, gauss_ft), length)[start : start + n_bins]
+    re = np.fft.irfft(np.einsum("cf,cf->f", odd_ft, partner_ft), length)[start : start + n_bins]
+    return 1.0 + re, np.maximum(im, 0.0)  # clip FFT round-off (~1e-15) below zero
 
 
 WIDTH_RATIO = 1.25
@@ -430,11 +435,11 @@ def _width_classes(sigma0: float, sigma_max: float) -> np.ndarray:
 
 
 @lru_cache(maxsize=4)
-def _kernel_ft(n_bins: int, de: float, sigmas: tuple[float, ...]) -> tuple[int, np.ndarray]:
-    """FFT length and FFTs of G_σ(x) + i R_σ(x) on offsets x = −2n … 2n bins, one row per σ."""
+def _kernel_ft(n_bins: int, de: float, sigmas: tuple[float, ...]) -> tuple[int, np.ndarray, np.ndarray]:
+    """FFT length and real FFTs (rfft) of G_σ(x) and of R_σ(x) on offsets x = −2n … 2n bins, one row per σ."""
     x = np.arange(-2 * n_bins, 2 * n_bins + 1) * de
     s = np.asarray(sigmas)[:, None]
     gauss = np.exp(-0.5 * (x / s) ** 2) / (np.sqrt(2 * np.pi) * s)
     partner = -np.sqrt(2.0) / (np.pi * s) * dawsn(x / (np.sqrt(2.0) * s))  # −H[G_σ]
     length = next_fast_len(2 * n_bins - 1 + len(x) - 1)
-    return length, np.fft.fft(gauss + 1j * partner, length, axis=1)
+    return length, np.fft.rfft(gauss, length, axis=1), np.fft.rfft(partner, length, axis=1)

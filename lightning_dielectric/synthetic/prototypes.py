@@ -92,8 +92,14 @@ MIN_DISTANCE_RATIO = 0.85
 
 
 def min_distance_ratio(lattice: np.ndarray, positions: np.ndarray, radii: np.ndarray) -> float:
-    """Smallest d_ij / (r_i + r_j) over all pairs and periodic images (i = j images included)."""
-    src, dst, _, dist = periodic_neighbors(lattice, positions, 3.0 * radii.max())
+    """Smallest d_ij / (r_i + r_j) over all pairs and periodic images (i = j images included)
+    within 3 max r of each other.
+
+    The search stops just past the shortest lattice vector a: the largest atom's image along it
+    has the ratio |a| / (2 max r), which every farther pair exceeds, so the minimum is inside.
+    """
+    cutoff = min(3.0 * radii.max(), 1.01 * np.linalg.norm(lattice, axis=1).min())
+    src, dst, _, dist = periodic_neighbors(lattice, positions, cutoff)
     return float(np.min(dist / (radii[src] + radii[dst]), initial=np.inf))
 
 
