@@ -95,8 +95,9 @@ def min_distance_ratio(lattice: np.ndarray, positions: np.ndarray, radii: np.nda
     """Smallest d_ij / (r_i + r_j) over all pairs and periodic images (i = j images included)
     within 3 max r of each other.
 
-    The search stops just past the shortest lattice vector a: the largest atom's image along it
-    has the ratio |a| / (2 max r), which every farther pair exceeds, so the minimum is inside.
+    The search stops just past the shortest cell vector a (a row of ``lattice``): the largest
+    atom's image along it has the ratio |a| / (2 max r), which every farther pair exceeds, so the
+    minimum is inside.
     """
     cutoff = min(3.0 * radii.max(), 1.01 * np.linalg.norm(lattice, axis=1).min())
     src, dst, _, dist = periodic_neighbors(lattice, positions, cutoff)

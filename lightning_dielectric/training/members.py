@@ -108,8 +108,8 @@ class MemberRuns(pl.Callback):
                                 "delta_e": float(metrics[f"{tag}val/delta_e"]), "best_epoch": trainer.current_epoch}
                 if trainer.is_global_zero:
                     if checkpoint is None:
-                        checkpoint = {k: v for k, v in trainer._checkpoint_connector.dump_checkpoint(weights_only=True)
-                                      .items() if k in WEIGHT_KEYS}
+                        checkpoint = {key: value for key, value in trainer._checkpoint_connector
+                                      .dump_checkpoint(weights_only=True).items() if key in WEIGHT_KEYS}
                     self._save_best(trainer, module, checkpoint, k, run)
         epochs_done = trainer.current_epoch + 1
         self._write_records(trainer, module, dirs, epochs_done,
