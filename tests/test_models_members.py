@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch_geometric.data import Batch
 
 from lightning_dielectric.models import FAMILIES, build_model, num_parameters
-from lightning_dielectric.models.members import fuse, member_linear, member_state
+from lightning_dielectric.models.members import fuse, member_by_member, member_linear, member_state
 from test_models_forward import structures
 
 K = 3
@@ -39,10 +41,12 @@ def test_member_linear_is_each_members_linear():
     assert torch.equal(member_linear(shared, w[:, :8], b), torch.nn.functional.linear(shared, w[:, :8], b))
 
 
+@pytest.mark.parametrize("compute", ["stacked", "sequential"])
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_fused_training_step_equals_solo_steps(family):
-    """Float64, training mode: outputs, every gradient and the BatchNorm running statistics of each
-    member equal its solo network's to 1e-10 relative."""
+def test_fused_training_step_equals_solo_steps(family, compute):
+    """Float64, training mode: outputs, every gradient and the BatchNorm running statistics (and
+    their shared step counter) of each member equal its solo network's to 1e-10 relative, whether
+    the members are evaluated as one stacked network or one after another (``member_by_member``)."""
     torch.set_default_dtype(torch.float64)
     try:
         graphs = structures()
@@ -50,7 +54,10 @@ def test_fused_training_step_equals_solo_steps(family):
         solos = solo_networks(family)
         fused = fuse(solos)
         assert num_parameters(fused) == K * num_parameters(solos[0])
-        eps, drude = fused(batch)
+        if compute == "stacked":
+            eps, drude = fused(batch)
+        else:  # the solo architecture on the meta device: none of its own tensors is read
+            eps, drude = member_by_member(fused, copy.deepcopy(solos[0]).to("meta"), batch)
         assert eps.shape == (K, batch.num_graphs, 2001, 2) and drude.shape == (K, batch.num_graphs)
         sum(eps[k].abs().mean() + drude[k].abs().mean() for k in range(K)).backward()
         grads = dict(fused.named_parameters())
@@ -78,3 +85,23 @@ def test_fuse_of_one_network_is_that_network():
         for a, b in zip(fused(batch), solo(batch)):
             assert torch.equal(a, b)
     assert set(member_state(fused, 0)) == set(solo.state_dict())
+
+
+def test_member_by_member_follows_the_fused_networks_mode():
+    """In evaluation mode the member-by-member outputs are the stacked network's and no running
+    statistic moves, although the solo network passed in is in training mode."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        solos = solo_networks("2b-cgc")
+        fused = fuse(solos).eval()
+        template = copy.deepcopy(solos[0]).to("meta").train()
+        batch = Batch.from_data_list(structures())
+        before = {key: value.clone() for key, value in fused.state_dict().items()}
+        with torch.no_grad():
+            stacked = fused(batch)
+            sequential = member_by_member(fused, template, batch)
+        for a, b in zip(sequential, stacked):
+            assert rel(a, b) < 1e-12
+        assert all(torch.equal(value, before[key]) for key, value in fused.state_dict().items())
+    finally:
+        torch.set_default_dtype(torch.float32)

@@ -30,11 +30,12 @@ NOISE_DRIVEN = ("mlp.lins.0.bias", "mlp.lins.1.bias", "spectra.lins.0.bias", "sp
 
 
 def trained(data: Path, seed: int, members: int, steps: int, precision: str, poison: int | None = None,
-            lr: float = 5e-3):
+            lr: float = 5e-3, compute: str = "stacked"):
     """Fit ``members`` members (seeds seed, seed + 1, …) for ``steps`` steps with data seed 0 (4 per epoch)."""
     pl.seed_everything(seed, verbose=False)
     network = build_model("2b-cgc", 8)
-    module = DielectricModule(network, lr=lr, warmup_epochs=1, plot_every_n_epochs=0, members=members)
+    module = DielectricModule(network, lr=lr, warmup_epochs=1, plot_every_n_epochs=0, members=members,
+                              member_compute=compute)
     if poison is not None:  # member `poison` predicts NaN: its loss is not finite from the first step
         with torch.no_grad():
             module.model.heads.drude.lins[-1].bias[poison] = float("nan")
@@ -57,9 +58,11 @@ def assert_close_weights(a: dict, b: dict, tol: float, skip: tuple[str, ...] = (
             assert float((a[key] - value).abs().max() / scale) < tol, key
 
 
-def test_fused_members_follow_their_solo_runs(tiny_dataset):
-    """Float64, 20 steps: every member's weights equal its solo run's (seed k, data seed 0)."""
-    fused = trained(tiny_dataset, seed=0, members=2, steps=20, precision="64-true")
+@pytest.mark.parametrize("compute", ["stacked", "sequential"])
+def test_fused_members_follow_their_solo_runs(tiny_dataset, compute):
+    """Float64, 20 steps: every member's weights equal its solo run's (seed k, data seed 0), with the
+    members evaluated as one stacked network or one after another."""
+    fused = trained(tiny_dataset, seed=0, members=2, steps=20, precision="64-true", compute=compute)
     for k in range(2):
         solo = trained(tiny_dataset, seed=k, members=1, steps=20, precision="64-true")
         assert_close_weights(member_weights(fused, k), member_weights(solo, 0), 1e-8)
@@ -88,6 +91,11 @@ def test_non_finite_member_stops_and_the_others_go_on(tiny_dataset):
     assert fused.active.tolist() == [True, False]
     solo = trained(tiny_dataset, seed=0, members=1, steps=8, precision="64-true")
     assert_close_weights(member_weights(fused, 0), member_weights(solo, 0), 1e-8)
+
+
+def test_sequential_members_are_rejected_with_compile():
+    with pytest.raises(ValueError, match="member_compute: stacked"):
+        DielectricModule(build_model("2b-cgc", 8), members=2, member_compute="sequential", compile=True)
 
 
 def test_clipping_is_per_member():
@@ -122,13 +130,14 @@ def test_clipping_is_per_member():
 
 @pytest.mark.slow
 def test_fused_fit_writes_each_member_as_an_ordinary_run(tiny_dataset, tmp_path):
-    """``lightning fit --model.members 2``: each member's directory is a solo run's (config, record,
-    weights-only best checkpoint) that ``lightning test`` and ``load_from_checkpoint`` read and that
-    gives the fused model's outputs; its config.yaml reproduces it as a solo run."""
+    """``lightning fit --model.members 2`` (members evaluated one after another; the sweep tests run
+    them stacked): each member's directory is a solo run's (config, record, weights-only best
+    checkpoint) that ``lightning test`` and ``load_from_checkpoint`` read and that gives the fused
+    model's outputs; its config.yaml reproduces it as a solo run."""
     runs = tmp_path / "runs"
     common = ["--data.root", str(tiny_dataset), "--data.batch_size", "16", "--trainer.max_epochs", "1",
               "--trainer.precision", "64-true", *QUIET]
-    lightning_main(["fit", "--config", str(QUICK), "--model.members", "2",
+    lightning_main(["fit", "--config", str(QUICK), "--model.members", "2", "--model.member_compute", "sequential",
                     "--trainer.logger.init_args.save_dir", str(runs), *common])
     (fused_dir,) = (runs / "quick_optimetal2b_cgc").iterdir()
     fused = DielectricModule.load_from_checkpoint(fused_dir / "checkpoints" / "last.ckpt", map_location="cpu").eval()

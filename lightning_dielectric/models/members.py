@@ -21,10 +21,12 @@ import copy
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.func import functional_call
 from torch.nn.modules.batchnorm import _BatchNorm
 
 STAT_BUFFERS = ("running_mean", "running_var")
 """BatchNorm buffers stacked per member (``num_batches_tracked`` is one count shared by all)."""
+COUNTER = "num_batches_tracked"
 
 
 def member_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -81,6 +83,29 @@ def member_state(fused: torch.nn.Module, index: int) -> dict[str, Tensor]:
     stacked = {key for key, _ in _named_stacked(fused)}
     return {key: (value.chunk(members)[index] if key in stacked else value).detach().clone()
             for key, value in fused.state_dict().items()}
+
+
+def member_by_member(fused: torch.nn.Module, solo: torch.nn.Module, *inputs) -> tuple[Tensor, ...]:
+    """``fused(*inputs)`` computed one member at a time: the solo network ``solo`` (same architecture;
+    its own tensors are never read, so it may live on the meta device) run with member k's slices of
+    the stacked parameters and running statistics, outputs stacked along a new leading member axis.
+
+    Each member's forward and backward are its solo computation on contiguous tensors; gradients and
+    running-statistic updates land in the stacked tensors. A shared counter (``num_batches_tracked``)
+    advances once per call, as in the stacked network. ``solo`` takes ``fused``'s training mode.
+    """
+    solo.train(fused.training)
+    members = fused.members
+    stacked = dict(_named_stacked(fused))
+    tensors = dict(fused.named_parameters())
+    tensors.update(fused.named_buffers())
+    views = {key: tensors[key].view(members, -1, *tensors[key].shape[1:]).unbind(0) for key in stacked}
+    outputs = []
+    for k in range(members):
+        state = {key: views[key][k] if key in views else value.clone() if k and key.endswith(COUNTER) else value
+                 for key, value in tensors.items()}
+        outputs.append(functional_call(solo, state, inputs))
+    return tuple(torch.stack(out) for out in zip(*outputs))
 
 
 def _named_stacked(module: torch.nn.Module) -> list[tuple[str, tuple[torch.nn.Module, str, Tensor]]]:

@@ -37,6 +37,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from lightning_dielectric.data import DielectricDataModule
+from lightning_dielectric.training.allocator import reuse_freed_blocks
 from lightning_dielectric.models.network import DielectricNetwork
 from lightning_dielectric.training.callbacks import RunResult
 from lightning_dielectric.training.members import MemberRuns
@@ -239,6 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI on ``argv`` (default ``sys.argv[1:]``)."""
     for message, module in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=message, module=module)
+    reuse_freed_blocks()
     DielectricCLI(**_cli_kwargs(), parser_kwargs={"prog": "lightning"}, args=with_run_config(argv))
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 from functools import partial
+from typing import Literal
 
 import pytorch_lightning as pl
 import torch
@@ -36,7 +37,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from lightning_dielectric.data.datamodule import DielectricDataModule
 from lightning_dielectric.data.schema import ENERGY_GRID
-from lightning_dielectric.models.members import fuse
+from lightning_dielectric.models.members import fuse, member_by_member
 from lightning_dielectric.models.network import DielectricNetwork
 from lightning_dielectric.training.members import clip_per_member, member_tag
 from lightning_dielectric.training.metrics import METRICS, SpectralMetrics, summarise_metrics, write_tables
@@ -63,6 +64,10 @@ class DielectricModule(pl.LightningModule):
             batch, so checkpoints keep their keys; one graph serves all batch sizes, recompiled only
             between training and evaluation mode). See docs/training.md for when it pays.
         members: train this many members of ``model`` together (fused seed training; 1: the solo run).
+        member_compute: how a fused network is evaluated: ``stacked``, all members as one network of
+            stacked weights (``models.members``), or ``sequential``, member after member through the
+            solo network on the same stacked weights (same results, checkpoints and outputs; it keeps
+            the shared batches, step and process, and pays on CPU at large widths, docs/training.md).
     """
 
     def __init__(
@@ -77,12 +82,20 @@ class DielectricModule(pl.LightningModule):
         plot_every_n_epochs: NonNegativeInt = 10,
         compile: bool = False,
         members: PositiveInt = 1,
+        member_compute: Literal["stacked", "sequential"] = "stacked",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model"], logger=False)  # the network: see on_save_checkpoint
         self.member_seeds = [int(os.environ.get("PL_GLOBAL_SEED", 0)) + k for k in range(members)]
+        solo = None  # the solo network that evaluates each member in turn (sequential), not a submodule
         if members > 1:
-            model = fuse(solo_members(model, self.member_seeds))
+            networks = solo_members(model, self.member_seeds)
+            model = fuse(networks)
+            if member_compute == "sequential":
+                if compile:
+                    raise ValueError("model.compile: true needs model.member_compute: stacked")
+                solo = networks[0].to("meta")
+        object.__setattr__(self, "_solo", solo)
         self.model = model
         if compile:
             model.compile(dynamic=True)
@@ -93,7 +106,7 @@ class DielectricModule(pl.LightningModule):
         self._train_sums: torch.Tensor | None = None  # this epoch's Σ n·(loss, eps_loss, drude_loss, 1)
 
     def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model(batch)
+        return self.model(batch) if self._solo is None else member_by_member(self.model, self._solo, batch)
 
     def _losses(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per member (K,): loss, eps_loss, drude_loss; predictions with a member axis: eps (K, B, 2001, 2)
