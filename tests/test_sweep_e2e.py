@@ -82,6 +82,7 @@ def test_tiny_grid_end_to_end(tmp_path, tiny_dataset, capsys):
         assert result["finished"] and result["val_loss"] == pytest.approx(r.val_loss)
         assert RunRecord.read(run_dir / "result.json").family == "2b-cgc"
         assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+        assert "=== trial [" in (log := (run_dir / "train.log").read_text()) and " (warm start): " in log
         assert list(run_dir.glob("events.out.tfevents.*"))  # TensorBoard logs in the run dir
         trial_cfg = yaml.safe_load((run_dir / "trial.yaml").read_text())
         assert trial_cfg["data"]["train_size"] == r.D

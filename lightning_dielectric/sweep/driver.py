@@ -18,6 +18,10 @@ Fused seeds (``fuse_seeds``): a worker claims all pending seeds of a point that 
 (``grid.fused_trials``) and runs them as one trial process; the storage still holds one trial per
 seed point (claimed, beaten, failed and completed together), and each is scored from its own run
 record, which the fused trial writes in the point's run directory.
+
+Warm starts (``sweep/warm.py``): with the real trial command and one device per trial, each worker
+starts its next trial process while the current trial runs, so the next trial skips the training
+CLI's imports; the last spare of a worker is ended unused.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lightning_dielectric.sweep import retention
+from lightning_dielectric.sweep.warm import Spare
 from lightning_dielectric.sweep.grid import GridPoint, expand, fused_trials, trial_config, trial_dir, write_trial_config
 from lightning_dielectric.training.config_errors import CONFIG_ERROR_STATUS
 from lightning_dielectric.training.run_record import RECORD_FILE, RunRecord
@@ -132,6 +137,8 @@ class Driver:
         self.stop = threading.Event()
         self._claim_lock = threading.Lock()
         self._envs = device_envs(self.workers, spec.devices, self.trials_per_device)
+        self.warm = command is fit_command and spec.devices == 1  # DDP relaunches its script: cold only
+        self._spare = threading.local()  # each worker's next trial process
 
     def open_store(self) -> SweepStore:
         return SweepStore.for_spec(self.spec)
@@ -157,17 +164,22 @@ class Driver:
     def _worker(self, env: dict[str, str]) -> None:
         store = self.open_store()
         errors = 0
-        while not self.stop.is_set():
-            try:
-                if self._step(store, env) == "finished":
-                    return
-                errors = 0
-            except Exception as err:  # storage unreachable, disk full, ...: retry, then give up
-                errors += 1
-                self.log(f"[sweep] worker error ({errors}/5): {type(err).__name__}: {err}")
-                if errors == 5:
-                    raise
-                self.stop.wait(self.poll_s * errors)
+        try:
+            while not self.stop.is_set():
+                try:
+                    if self._step(store, env) == "finished":
+                        return
+                    errors = 0
+                except Exception as err:  # storage unreachable, disk full, ...: retry, then give up
+                    errors += 1
+                    self.log(f"[sweep] worker error ({errors}/5): {type(err).__name__}: {err}")
+                    if errors == 5:
+                        raise
+                    self.stop.wait(self.poll_s * errors)
+        finally:
+            spare = getattr(self._spare, "proc", None)
+            if spare is not None:
+                spare.close()
 
     def _step(self, store: SweepStore, env: dict[str, str]) -> str:
         """Claim and run one point: 'ran', 'waiting' (the rest runs elsewhere) or 'finished'."""
@@ -220,19 +232,16 @@ class Driver:
         for point in trial:
             (point.run_dir(self.spec.out) / RECORD_FILE).unlink(missing_ok=True)
         resume = ckpt if ckpt.exists() else None
-        cmd = [sys.executable, "-m", "lightning_dielectric.sweep.child", str(os.getpid())]
-        cmd += self.command(self.spec, trial[0], config, resume)
+        cmd = self.command(self.spec, trial[0], config, resume)
         name = trial[0].key if len(trial) == 1 else f"{trial[0].key} + seeds {[p.seed for p in trial[1:]]} (fused)"
         for point in trial:
             self.running[point.key] = Running(point, point.run_dir(self.spec.out))
         self.log(f"[sweep] start {name}" + (" (resuming from last.ckpt)" if resume else ""))
         t0 = time.monotonic()
         with open(run_dir / "train.log", "a") as logf:
-            logf.write(f"\n=== trial {ids}: {' '.join(cmd)}\n")
+            logf.write(f"\n=== trial {ids}{' (warm start)' if self.warm else ''}: {' '.join(cmd)}\n")
             logf.flush()
-            proc = subprocess.Popen(
-                cmd, stdout=logf, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True
-            )
+            proc = self._launch(cmd, logf, {**os.environ, **env})
             try:
                 outcome = self._watch(store, proc, ids)
             except BaseException:
@@ -259,6 +268,20 @@ class Driver:
                 self._record_result(store, point, trial_id, point.run_dir(self.spec.out), attrs)
         if len(trial) > 1 and outcome == "exited" and proc.returncode == 0:
             self._retain(trial[0].key + " (fused trial)", run_dir)
+
+    def _launch(self, cmd: list[str], logf, env: dict[str, str]) -> subprocess.Popen:
+        """Start the trial ``cmd`` (output to ``logf``): in this worker's spare when warm, else cold
+        through ``sweep.child``; either way it dies with the driver."""
+        if self.warm:
+            spare = getattr(self._spare, "proc", None) or Spare(env)
+            proc = spare.hand(cmd[3:], Path(logf.name))  # cmd[3:]: the arguments after `python -m lightning_dielectric`
+            self._spare.proc = Spare(env)  # imports while this trial runs
+            if proc is not None:
+                return proc
+            logf.write("[sweep] the warm trial process had exited; starting a cold one\n")
+            logf.flush()
+        child = [sys.executable, "-m", "lightning_dielectric.sweep.child", str(os.getpid())]
+        return subprocess.Popen(child + cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
     def _watch(self, store: SweepStore, proc: subprocess.Popen, ids: list[int]) -> str:
         """Wait for the trial process, beating the heartbeats of its points' trials;
