@@ -3,7 +3,7 @@
 Each trial is ``python -m lightning_dielectric fit --config BASE --config RUN_DIR/trial.yaml
 [--ckpt_path RUN_DIR/checkpoints/last.ckpt]`` in its own process (so Lightning's DDP launcher
 works and a crash or out-of-memory cannot take the driver down), started through
-:mod:`lightning_dielectric.sweep.child` so that it dies with the driver. Its output goes to
+:mod:`lightning_dielectric.sweep.child` so that it dies with the driver (warm, see below, or cold). Its output goes to
 ``RUN_DIR/train.log``; its value is the best ``val/loss`` from the run record
 ``RUN_DIR/result.json`` (``training/run_record.py``, written by the ``RunResult`` callback). A
 trial that exits with status 2 (``lightning``'s configuration error) fails its point at once,
@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from lightning_dielectric.sweep import retention
 from lightning_dielectric.sweep.warm import Spare
@@ -177,7 +178,7 @@ class Driver:
                         raise
                     self.stop.wait(self.poll_s * errors)
         finally:
-            spare = getattr(self._spare, "proc", None)
+            spare = getattr(self._spare, "next", None)
             if spare is not None:
                 spare.close()
 
@@ -269,13 +270,13 @@ class Driver:
         if len(trial) > 1 and outcome == "exited" and proc.returncode == 0:
             self._retain(trial[0].key + " (fused trial)", run_dir)
 
-    def _launch(self, cmd: list[str], logf, env: dict[str, str]) -> subprocess.Popen:
+    def _launch(self, cmd: list[str], logf: IO[str], env: dict[str, str]) -> subprocess.Popen:
         """Start the trial ``cmd`` (output to ``logf``): in this worker's spare when warm, else cold
         through ``sweep.child``; either way it dies with the driver."""
         if self.warm:
-            spare = getattr(self._spare, "proc", None) or Spare(env)
+            spare = getattr(self._spare, "next", None) or Spare(env)
             proc = spare.hand(cmd[3:], Path(logf.name))  # cmd[3:]: the arguments after `python -m lightning_dielectric`
-            self._spare.proc = Spare(env)  # imports while this trial runs
+            self._spare.next = Spare(env)  # imports while this trial runs
             if proc is not None:
                 return proc
             logf.write("[sweep] the warm trial process had exited; starting a cold one\n")
