@@ -15,7 +15,7 @@ from lightning_dielectric.data.datamodule import DielectricDataModule
 from lightning_dielectric.models import build_model
 from lightning_dielectric.models.members import fuse, member_state
 from lightning_dielectric.training.cli import main as lightning_main
-from lightning_dielectric.training.members import clip_per_member
+from lightning_dielectric.training.members import clip_per_member, member_compute_for
 from lightning_dielectric.training.module import DielectricModule
 from lightning_dielectric.training.run_record import RunRecord
 from test_models_forward import structures
@@ -30,10 +30,10 @@ NOISE_DRIVEN = ("mlp.lins.0.bias", "mlp.lins.1.bias", "spectra.lins.0.bias", "sp
 
 
 def trained(data: Path, seed: int, members: int, steps: int, precision: str, poison: int | None = None,
-            lr: float = 5e-3, compute: str = "stacked"):
+            lr: float = 5e-3, compute: str = "stacked", width: int = 8):
     """Fit ``members`` members (seeds seed, seed + 1, …) for ``steps`` steps with data seed 0 (4 per epoch)."""
     pl.seed_everything(seed, verbose=False)
-    network = build_model("2b-cgc", 8)
+    network = build_model("2b-cgc", width)
     module = DielectricModule(network, lr=lr, warmup_epochs=1, plot_every_n_epochs=0, members=members,
                               member_compute=compute)
     if poison is not None:  # member `poison` predicts NaN: its loss is not finite from the first step
@@ -96,6 +96,19 @@ def test_non_finite_member_stops_and_the_others_go_on(tiny_dataset):
 def test_sequential_members_are_rejected_with_compile():
     with pytest.raises(ValueError, match="member_compute: stacked"):
         DielectricModule(build_model("2b-cgc", 8), members=2, member_compute="sequential", compile=True)
+
+
+def test_member_compute_auto_is_sequential_on_cpu_for_triplets_and_wide_networks(tiny_dataset):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert member_compute_for(build_model("3b", 16), cpu) == "sequential"
+    assert member_compute_for(build_model("2b-tc", 256), cpu) == "sequential"
+    assert member_compute_for(build_model("2b-cgc", 64), cpu) == "stacked"
+    assert {member_compute_for(build_model(f, w), cuda) for f in ("3b", "2b-cgc") for w in (16, 256)} == {"stacked"}
+    # resolved when the trainer's device is known; until then (no trainer) the stacked network runs
+    assert not DielectricModule(build_model("3b", 8), members=2)._sequential
+    assert trained(tiny_dataset, 0, 2, 1, "32-true", compute="auto")._sequential is False  # 2B-CGC w = 8
+    assert trained(tiny_dataset, 0, 2, 1, "32-true", compute="auto", width=256)._sequential is True
+    assert DielectricModule(build_model("2b-cgc", 8), members=2, compile=True)._solo is None  # compile: stacked
 
 
 def test_clipping_is_per_member():

@@ -46,6 +46,19 @@ def member_tag(index: int, members: int) -> str:
     return f"member{index}/" if members > 1 else ""
 
 
+def member_compute_for(model: torch.nn.Module, device: torch.device) -> str:
+    """``member_compute: auto``'s choice for ``model`` (any member) on ``device``: ``sequential`` on a
+    CPU for networks that read triplets (OptiMetal3B) and for widths of 256 or more, where stacking
+    the members' large (rows, K·w) activations makes a step slower than K solo steps
+    (docs/training.md, "When it pays"); ``stacked`` otherwise, and on every accelerator, where
+    stacking widens each kernel."""
+    triplets = getattr(model, "threebody_cutoff", None) is not None
+    width = getattr(model, "hparams", {}).get("width", 0)
+    if device.type == "cpu" and (triplets or width >= 256):
+        return "sequential"
+    return "stacked"
+
+
 def clip_per_member(parameters: Iterable[torch.nn.Parameter], max_norm: float, members: int) -> torch.Tensor:
     """``clip_grad_norm_(member's gradients, max_norm)`` for each member of a fused network at once
     (``models.members``: member k owns the k-th of K equal row blocks of every parameter); returns

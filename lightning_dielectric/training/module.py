@@ -32,6 +32,7 @@ import torch
 from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.seed import isolate_rng
 from torch.optim.lr_scheduler import LambdaLR
 
@@ -39,7 +40,7 @@ from lightning_dielectric.data.datamodule import DielectricDataModule
 from lightning_dielectric.data.schema import ENERGY_GRID
 from lightning_dielectric.models.members import fuse, member_by_member
 from lightning_dielectric.models.network import DielectricNetwork
-from lightning_dielectric.training.members import clip_per_member, member_tag
+from lightning_dielectric.training.members import clip_per_member, member_compute_for, member_tag
 from lightning_dielectric.training.metrics import METRICS, SpectralMetrics, summarise_metrics, write_tables
 from lightning_dielectric.training.plots import parity_figure, spectra_figure
 from lightning_dielectric.training.schedule import warmup_cosine
@@ -67,7 +68,9 @@ class DielectricModule(pl.LightningModule):
         member_compute: how a fused network is evaluated: ``stacked``, all members as one network of
             stacked weights (``models.members``), or ``sequential``, member after member through the
             solo network on the same stacked weights (same results, checkpoints and outputs; it keeps
-            the shared batches, step and process, and pays on CPU at large widths, docs/training.md).
+            the shared batches, step and process, and pays on CPU at large widths, docs/training.md);
+            ``auto``: chosen when the trainer's device is known (``training.members.member_compute_for``:
+            sequential on a CPU for 3B and widths ≥ 256, else stacked; stacked with ``compile``).
     """
 
     def __init__(
@@ -82,7 +85,7 @@ class DielectricModule(pl.LightningModule):
         plot_every_n_epochs: NonNegativeInt = 10,
         compile: bool = False,
         members: PositiveInt = 1,
-        member_compute: Literal["stacked", "sequential"] = "stacked",
+        member_compute: Literal["auto", "stacked", "sequential"] = "auto",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model"], logger=False)  # the network: see on_save_checkpoint
@@ -91,11 +94,12 @@ class DielectricModule(pl.LightningModule):
         if members > 1:
             networks = solo_members(model, self.member_seeds)
             model = fuse(networks)
-            if member_compute == "sequential":
-                if compile:
-                    raise ValueError("model.compile: true needs model.member_compute: stacked")
+            if member_compute == "sequential" and compile:
+                raise ValueError("model.compile: true needs model.member_compute: stacked")
+            if member_compute != "stacked" and not compile:
                 solo = networks[0].to("meta")
         object.__setattr__(self, "_solo", solo)
+        self._sequential = solo is not None and member_compute == "sequential"  # auto: decided in setup
         self.model = model
         if compile:
             model.compile(dynamic=True)
@@ -106,7 +110,7 @@ class DielectricModule(pl.LightningModule):
         self._train_sums: torch.Tensor | None = None  # this epoch's Σ n·(loss, eps_loss, drude_loss, 1)
 
     def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model(batch) if self._solo is None else member_by_member(self.model, self._solo, batch)
+        return member_by_member(self.model, self._solo, batch) if self._sequential else self.model(batch)
 
     def _losses(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per member (K,): loss, eps_loss, drude_loss; predictions with a member axis: eps (K, B, 2001, 2)
@@ -306,7 +310,11 @@ class DielectricModule(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         """Fail before any step when the data's graphs are not the ones the network reads (e.g. 3B
-        without triplets); ``lightning fit`` makes them the same."""
+        without triplets); ``lightning fit`` makes them the same. Resolves ``member_compute: auto``."""
+        if self._solo is not None and self.hparams.member_compute == "auto":
+            compute = member_compute_for(self._solo, self.trainer.strategy.root_device)
+            self._sequential = compute == "sequential"
+            rank_zero_info(f"fused members: member_compute auto -> {compute} on {self.trainer.strategy.root_device.type}")
         datamodule = self.trainer.datamodule
         if not (isinstance(self.model, DielectricNetwork) and isinstance(datamodule, DielectricDataModule)):
             return
