@@ -5,7 +5,8 @@
 ``result.json`` like the RunResult callback, and appends "start EPOCH" to ``attempts.log``. Its loss is
 a deterministic function of width and train size. ``SWEEP_FAKE_FAIL=<substring of run dir>`` makes it
 exit 1 (or ``SWEEP_FAKE_FAIL_STATUS``); ``SWEEP_FAKE_STOP=<substring of run dir>`` makes a fresh attempt stop cleanly (exit 0) after
-one epoch with ``finished: false``.
+one epoch with ``finished: false``; ``SWEEP_FAKE_DIVERGE=<substring of run dir>`` records every epoch as
+a fused member stopped in epoch 0 (``stopped_epoch: 0``, best epoch 0).
 """
 
 import json
@@ -33,7 +34,9 @@ if os.environ.get("SWEEP_FAKE_FAIL") and os.environ["SWEEP_FAKE_FAIL"] in str(ru
 for epoch in range(start, epochs):
     time.sleep(float(os.environ.get("SWEEP_FAKE_EPOCH_S", "0.05")))
     loss = 1.0 + 100.0 / width + 1000.0 / d
-    RunRecord(val_loss=loss, eps_loss=loss - 0.5, drude_loss=0.5, delta_e=10.0 / width, best_epoch=epoch,
+    diverged = bool(os.environ.get("SWEEP_FAKE_DIVERGE")) and os.environ["SWEEP_FAKE_DIVERGE"] in str(run_dir)
+    RunRecord(val_loss=loss, eps_loss=loss - 0.5, drude_loss=0.5, delta_e=10.0 / width,
+              best_epoch=0 if diverged else epoch, stopped_epoch=0 if diverged else None,
               epochs_done=epoch + 1, max_epochs=epochs, finished=epoch + 1 == epochs, num_parameters=width * 1000,
               family=config["result"]["family"], flops_per_structure=None, structures_seen=0, flops=None,
               train_wall_s=0.0, device="cpu", num_devices=1, device_hours=0.0).write(run_dir / RECORD_FILE)

@@ -129,6 +129,17 @@ def test_clean_exit_before_last_epoch_is_not_a_result(tmp_path, monkeypatch):
     assert trial.user_attrs["epochs_done"] == 3
 
 
+def test_stopped_member_is_scored_by_its_best_and_reported(tmp_path, monkeypatch):
+    spec = load_spec(write_sweep(tmp_path, design="width"))
+    monkeypatch.setenv("SWEEP_FAKE_DIVERGE", "_w32_")
+    lines = []
+    Driver(spec, workers=1, command=fake_command, poll_s=0.2, log=lines.append).run()
+    trials = {t.user_attrs["width"]: t for t in store_of(spec).trials(states=(TrialState.COMPLETE,))}
+    assert trials[32].user_attrs["stopped_epoch"] == 0 and trials[16].user_attrs["stopped_epoch"] is None
+    (line,) = [line for line in lines if "stopped in epoch" in line]
+    assert "w32" in line and "non-finite training loss" in line
+
+
 def test_cpu_split_and_gpu_pinning(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
     threads = {"OMP_NUM_THREADS": "8", "MKL_NUM_THREADS": "8"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ from lightning_dielectric.data.datamodule import DielectricDataModule
 from lightning_dielectric.models import build_model
 from lightning_dielectric.models.members import fuse, member_state
 from lightning_dielectric.training.cli import main as lightning_main
-from lightning_dielectric.training.members import clip_per_member, member_compute_for
+from lightning_dielectric.training.callbacks import RunResult
+from lightning_dielectric.training.members import MemberRuns, clip_per_member, member_compute_for
 from lightning_dielectric.training.module import DielectricModule
 from lightning_dielectric.training.run_record import RunRecord
 from test_models_forward import structures
@@ -88,9 +90,46 @@ def test_fused_members_after_float32_steps(tiny_dataset):
 
 def test_non_finite_member_stops_and_the_others_go_on(tiny_dataset):
     fused = trained(tiny_dataset, seed=0, members=2, steps=8, precision="64-true", poison=1)
-    assert fused.active.tolist() == [True, False]
+    assert fused.active.tolist() == [True, False] and fused.stopped_epoch.tolist() == [-1, 0]
     solo = trained(tiny_dataset, seed=0, members=1, steps=8, precision="64-true")
     assert_close_weights(member_weights(fused, 0), member_weights(solo, 0), 1e-8)
+
+
+class PoisonAtEpoch(pl.Callback):
+    """Member ``member``'s Drude head predicts NaN from the start of epoch ``epoch`` on."""
+
+    def __init__(self, member: int, epoch: int) -> None:
+        self.member, self.epoch = member, epoch
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        if trainer.current_epoch == self.epoch:
+            with torch.no_grad():
+                module.model.heads.drude.lins[-1].bias[self.member] = float("nan")
+
+
+def test_member_stopped_after_a_validation_records_its_best_and_stop_epoch(tiny_dataset, tmp_path):
+    """Member 1 diverges in epoch 1: its result.json keeps epoch 0's losses with stopped_epoch 1;
+    member 0's record says it did not stop; a resumed module keeps the stop epoch."""
+    pl.seed_everything(0, verbose=False)
+    module = DielectricModule(build_model("2b-cgc", 8), lr=5e-3, warmup_epochs=1, plot_every_n_epochs=0, members=2)
+    dirs = [tmp_path / "seed0", tmp_path / "seed1"]
+    trainer = pl.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu",
+                         default_root_dir=str(tmp_path),
+                         callbacks=[RunResult(path=str(tmp_path / "fused.json"), flops_batches=0),
+                                    MemberRuns([str(d) for d in dirs]), PoisonAtEpoch(member=1, epoch=1)])
+    trainer.fit(module, DielectricDataModule(str(tiny_dataset), batch_size=16, seed=0))
+    assert module.stopped_epoch.tolist() == [-1, 1] and module.active.tolist() == [True, False]
+    kept, stopped = (RunRecord.read(d / "result.json") for d in dirs)
+    assert kept.stopped_epoch is None and kept.finished and kept.epochs_done == 3
+    assert stopped.stopped_epoch == 1 and stopped.best_epoch == 0 and math.isfinite(stopped.val_loss)
+    checkpoint = {}
+    module.on_save_checkpoint(checkpoint)
+    again = DielectricModule(build_model("2b-cgc", 8), members=2)
+    again.on_load_checkpoint(checkpoint)
+    assert again.stopped_epoch.tolist() == [-1, 1]
+    again.on_load_checkpoint({"member_active": [True, False], "epoch": 4})  # written before stop epochs were kept
+    assert again.stopped_epoch.tolist() == [-1, 4]
 
 
 def test_sequential_members_are_rejected_with_compile():

@@ -50,6 +50,13 @@ def test_unversioned_record_reads_as_version_1(tmp_path):
     assert record.family is None and record.delta_e is None  # fields version 1 did not have
 
 
+def test_version_2_record_reads_without_stop_epoch(tmp_path):
+    path = tmp_path / RECORD_FILE
+    path.write_text(json.dumps(UNVERSIONED | {"version": 2, "family": "2b-cgc", "delta_e": 12.5}))
+    record = RunRecord.read(path)
+    assert record.family == "2b-cgc" and record.stopped_epoch is None
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -57,6 +64,9 @@ def test_unversioned_record_reads_as_version_1(tmp_path):
         ({"version": "2"}, "key 'version': unknown run-record version '2'"),
         ({"version": 2, "family": "2b-cgc", "delta_e": 1.0, "val_loss": None}, "key 'val_loss' missing"),
         ({"version": 2, "family": "2b-cgc"}, "key 'delta_e' missing (run record version 2)"),
+        ({"version": 3, "family": "2b-cgc", "delta_e": 1.0}, "key 'stopped_epoch' missing (run record version 3)"),
+        ({"version": 3, "family": "2b-cgc", "delta_e": 1.0, "stopped_epoch": 1.5},
+         "key 'stopped_epoch': expected int or null, got 1.5"),
         ({"epochs_done": None}, "key 'epochs_done' missing (run record version 1)"),
         ({"finished": 1}, "key 'finished': expected bool, got 1"),
         ({"epochs_done": 2.5}, "key 'epochs_done': expected int, got 2.5"),

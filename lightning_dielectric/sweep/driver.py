@@ -50,7 +50,7 @@ from lightning_dielectric.sweep.store import SweepStore
 Command = Callable[[SweepSpec, GridPoint, Path, "Path | None"], list[str]]
 # RunRecord fields that become trial user attributes.
 RESULT_KEYS = ("val_loss", "eps_loss", "drude_loss", "delta_e", "best_epoch", "epochs_done", "num_parameters",
-               "flops", "flops_per_structure", "device", "device_hours")
+               "flops", "flops_per_structure", "device", "device_hours", "stopped_epoch")
 
 
 def fit_command(spec: SweepSpec, point: GridPoint, config: Path, ckpt: Path | None) -> list[str]:
@@ -318,7 +318,9 @@ class Driver:
         value = record.val_loss
         attrs |= {key: getattr(record, key) for key in RESULT_KEYS}
         if store.complete(trial_id, value, attrs):
-            self.log(f"[sweep] done {point.key}: val_loss {value:.4f} in {attrs['wall_s']:.0f} s")
+            stop = "" if record.stopped_epoch is None else \
+                f" (stopped in epoch {record.stopped_epoch}: non-finite training loss; its best before)"
+            self.log(f"[sweep] done {point.key}: val_loss {value:.4f} in {attrs['wall_s']:.0f} s{stop}")
             self._retain(point.key, run_dir)
         else:
             self.log(f"[sweep] {point.key}: finished after its claim was lost; result not recorded")

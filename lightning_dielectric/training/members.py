@@ -160,12 +160,13 @@ class MemberRuns(pl.Callback):
         def part(value: float | None) -> float | None:
             return None if value is None else value * share
 
-        for best, run in zip(self.best, dirs):
+        for best, run, stopped in zip(self.best, dirs, module.stopped_epoch.tolist()):
             if best:
                 dataclasses.replace(
                     fused, **best, num_parameters=fused.num_parameters // module.hparams.members,
                     flops_per_structure=part(fused.flops_per_structure), flops=part(fused.flops),
                     train_wall_s=fused.train_wall_s * share, device_hours=fused.device_hours * share,
+                    stopped_epoch=None if stopped < 0 else stopped,
                 ).write(run / RECORD_FILE)
 
     def state_dict(self) -> dict[str, Any]:

@@ -8,7 +8,8 @@ Fused members (``members`` = K > 1, docs/training.md): the network is K copies o
 trained as one (``models.members``); member k is initialised as a solo run with seed
 ``seed_everything + k`` would be, and all members see the same batches. Loss = Σₖ lossₖ, so each
 member gets its solo gradient; clipping is per member; a member whose training loss is not finite
-is stopped (its gradients are zeroed from then on) and the others go on. Metrics are logged per
+is stopped (its gradients are zeroed from then on; ``stopped_epoch`` keeps the epoch, which its
+run record states) and the others go on. Metrics are logged per
 member (``member<k>/val/loss``, …) and as their mean (``val/loss``, …); ``MemberRuns`` writes each
 member as an ordinary run.
 
@@ -105,9 +106,15 @@ class DielectricModule(pl.LightningModule):
             model.compile(dynamic=True)
         self.val_metrics = torch.nn.ModuleList(SpectralMetrics() for _ in range(members))
         self.test_metrics = torch.nn.ModuleList(SpectralMetrics() for _ in range(members))
-        self.register_buffer("active", torch.ones(members, dtype=torch.bool), persistent=False)
+        # the epoch in which each member's training loss turned non-finite, −1 while it trains
+        self.register_buffer("stopped_epoch", torch.full((members,), -1, dtype=torch.long), persistent=False)
         self._plot_batch: tuple | None = None
         self._train_sums: torch.Tensor | None = None  # this epoch's Σ n·(loss, eps_loss, drude_loss, 1)
+
+    @property
+    def active(self) -> torch.Tensor:
+        """(K,) bool: the members still training."""
+        return self.stopped_epoch < 0
 
     def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         return member_by_member(self.model, self._solo, batch) if self._sequential else self.model(batch)
@@ -137,7 +144,7 @@ class DielectricModule(pl.LightningModule):
             finite = torch.isfinite(losses.detach())
             if self.trainer.world_size > 1:  # every rank stops the same members
                 finite = self.all_gather(finite).reshape(-1, finite.numel()).all(0)
-            self.active &= finite
+            self.stopped_epoch.masked_fill_(self.active & ~finite, self.current_epoch)
             loss = torch.where(self.active, losses, torch.zeros_like(losses)).sum()
         if self._step_logged():  # each self.log costs Lightning about half a millisecond
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=n)
@@ -260,12 +267,15 @@ class DielectricModule(pl.LightningModule):
             hparams = checkpoint.setdefault(self.CHECKPOINT_HYPER_PARAMS_KEY, {})
             hparams.update(model=self.model.config, _instantiator=INSTANTIATOR)
         checkpoint["member_seeds"] = list(self.member_seeds)
-        checkpoint["member_active"] = self.active.tolist()
+        checkpoint["member_stopped_epoch"] = self.stopped_epoch.tolist()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.member_seeds = list(checkpoint.get("member_seeds", self.member_seeds))
-        if "member_active" in checkpoint:
-            self.active.copy_(torch.tensor(checkpoint["member_active"], dtype=torch.bool))
+        if "member_stopped_epoch" in checkpoint:
+            self.stopped_epoch.copy_(torch.tensor(checkpoint["member_stopped_epoch"]))
+        elif "member_active" in checkpoint:  # written before stop epochs were kept: stopped by then
+            stopped = ~torch.tensor(checkpoint["member_active"], dtype=torch.bool)
+            self.stopped_epoch.masked_fill_(stopped.to(self.stopped_epoch.device), int(checkpoint.get("epoch", 0)))
 
     def on_test_epoch_end(self) -> None:
         members = self.hparams.members

@@ -4,7 +4,7 @@ The ``RunResult`` callback writes it after every validation epoch; the sweep dri
 score a trial, to tell a finished run from an interrupted one and to show progress. The file is a
 JSON object with a ``version`` key (``RECORD_VERSION``) and the fields below. A file without
 ``version`` was written before the record had one and reads as version 1, which lacked ``family``
-and ``delta_e`` (they read as None). Standard library only: the sweep's stand-in trial imports it.
+and ``delta_e``; version 2 lacked ``stopped_epoch`` (missing fields of older versions read as None). Standard library only: the sweep's stand-in trial imports it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
 RECORD_FILE = "result.json"
-RECORD_VERSION = 2
+RECORD_VERSION = 3
 
 
 class RunRecordError(ValueError):
@@ -39,7 +39,9 @@ class RunRecord:
     ``structures_seen`` structures in training steps (all ranks), ``flops`` training FLOPs
     (3 × forward per structure × structures seen), ``train_wall_s`` seconds in ``fit``,
     ``device`` (``cpu`` / ``cuda:<model>``), ``num_devices`` (processes, all nodes) and
-    ``device_hours`` (train_wall_s × num_devices / 3600).
+    ``device_hours`` (train_wall_s × num_devices / 3600). ``stopped_epoch``: for a member of a fused
+    run, the epoch (0-based) in which its training loss became non-finite; it trained no further, and
+    its losses are its best before that (None when it did not stop, and for solo runs).
     """
 
     val_loss: float
@@ -59,6 +61,7 @@ class RunRecord:
     device: str
     num_devices: int
     device_hours: float
+    stopped_epoch: int | None = field(default=None, metadata={"since": 3})
 
     def to_json(self) -> dict[str, Any]:
         return {"version": RECORD_VERSION, **asdict(self)}
