@@ -10,7 +10,11 @@ with clipping, on the ``bench_data`` random metal cells (≥ 20,000 structures):
 3. Compiled (``torch.compile(dynamic=True)``) vs eager at w = 256, cached.
 4. 1, 2 and 4 packed trials at w = 16 (2B-CGC, cached): separate processes on the one GPU, the
    summed structures/s.
-5. An estimate of the GPU-hours of ``sweeps/paper.yaml``: for every grid point, epochs ×
+5. Fused seeds: 1 and 3 members in one network (``models.members``, stacked, per-member clipping
+   as ``DielectricModule``) for each family at w = 16 and 256, cached: member-structures/s (one
+   structure trained by K members counts K times; the packed trials' figure for one process per
+   seed) and peak GPU memory.
+6. An estimate of the GPU-hours of ``sweeps/paper.yaml``: for every grid point, epochs ×
    (D + validation rows) × seconds per structure, interpolated log-log in the parameter count
    between the measured widths of its family (validation costs ~1/3 of a training step).
 
@@ -37,8 +41,10 @@ import torch
 from benchmarks.bench_data import bench_dataset
 from lightning_dielectric.data import DielectricDataModule
 from lightning_dielectric.models import build_model, count_parameters
+from lightning_dielectric.models.members import fuse
 from lightning_dielectric.sweep.grid import expand
 from lightning_dielectric.sweep.spec import load_spec
+from lightning_dielectric.training.members import clip_per_member
 
 REPO = Path(__file__).resolve().parent.parent
 FAMILIES = ("2b-cgc", "2b-tc", "3b")
@@ -46,11 +52,15 @@ SECTION = "## GPU training throughput"
 
 
 def measure(root: Path, family: str, width: int, cache: str, compiled: bool, device: str, steps: int,
-            warmup: int, batch_size: int = 256) -> dict:
-    """One configuration: seconds per step, structures/s, peak memory (GB), data-wait fraction."""
-    torch.manual_seed(0)
+            warmup: int, batch_size: int = 256, members: int = 1) -> dict:
+    """One configuration: seconds per step, structures/s, peak memory (GB), data-wait fraction;
+    ``members`` > 1: that many seeds fused (loss Σₖ lossₖ, clipping per member)."""
+    networks = []
+    for seed in range(members):
+        torch.manual_seed(seed)
+        networks.append(build_model(family, width))
     workers = 0 if cache == "memory" else min(8, os.cpu_count() or 1)
-    model = build_model(family, width).to(device)
+    model = (networks[0] if members == 1 else fuse(networks)).to(device)
     dm = DielectricDataModule(str(root), batch_size=batch_size, cache=cache, num_workers=workers, seed=0,
                               **model.graph_cutoffs)
     forward = torch.compile(model, dynamic=True) if compiled else model
@@ -78,17 +88,21 @@ def measure(root: Path, family: str, width: int, cache: str, compiled: bool, dev
         t1 = time.perf_counter()
         with torch.autocast(device_type="cuda" if cuda else "cpu", dtype=torch.bfloat16, enabled=cuda):
             eps, drude = forward(batch)
-        loss = (eps.float() - batch.eps).abs().mean() + (drude.float() - batch.drude).abs().mean()
+        # with members, eps (K, B, 2001, 2) and drude (K, B): K × the mean over members is Σₖ lossₖ
+        loss = members * ((eps.float() - batch.eps).abs().mean() + (drude.float() - batch.drude).abs().mean())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 100.0)
+        if members == 1:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 100.0)
+        else:
+            clip_per_member(model.parameters(), 100.0, members)
         optimizer.step()
         sync()
         t2 = time.perf_counter()
         if step >= warmup:
             wait += t1 - t0
             total += t2 - t0
-            structures += batch.num_graphs
+            structures += batch.num_graphs * members
     peak = torch.cuda.max_memory_allocated() / 1e9 if cuda else float("nan")
     return {"s_per_step": total / steps, "structures_per_s": structures / total, "peak_gb": peak,
             "wait": wait / total, "s_per_structure": total / structures}
@@ -149,6 +163,18 @@ def run(quick: bool = False, device: str = "cuda") -> str:
               "| trials | summed structures/s |", "|---:|---:|"]
     for k in (1, 2) if quick else (1, 2, 4):
         lines.append(f"| {k} | {packed(root, k, device, steps, warmup, batch_size):,.0f} |")
+    lines += ["", "Fused seeds (one process; stacked members, cached; member-structures/s counts each structure "
+              "once per member, comparable to the packed trials' sum):", "",
+              "| model | w | members | ms/step | member-structures/s | vs 1 member | peak GPU memory |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for family in FAMILIES:
+        for width in widths[:2]:
+            single = None
+            for members in (1, 3):
+                r = measure(root, family, width, "memory", False, device, steps, warmup, batch_size, members)
+                single = single or r["structures_per_s"]
+                lines.append(f"| {family} | {width} | {members} | {1e3 * r['s_per_step']:.1f} | "
+                             f"{r['structures_per_s']:,.0f} | {r['structures_per_s'] / single:.2f}× | {r['peak_gb']:.2f} GB |")
     hours, runs = sweep_gpu_hours(per_structure)
     lines += ["", f"Estimated cost of `sweeps/paper.yaml` ({runs} runs) on this GPU, eager, cached, one trial "
               f"at a time: **{hours:,.0f} GPU-hours** (seconds per structure interpolated log-log in N "
