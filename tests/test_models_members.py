@@ -9,7 +9,8 @@ import torch
 from torch_geometric.data import Batch
 
 from lightning_dielectric.models import FAMILIES, build_model, num_parameters
-from lightning_dielectric.models.members import fuse, member_by_member, member_linear, member_state
+from lightning_dielectric.models.members import (ColumnBlockLinear, batched_member_linear, fuse, member_by_member,
+                                                 member_linear, member_state)
 from test_models_forward import structures
 
 K = 3
@@ -28,17 +29,45 @@ def rel(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor | float | None = N
     return float((a - b).abs().max() / max(float(scale), 1e-300))
 
 
-def test_member_linear_is_each_members_linear():
+@pytest.mark.parametrize("linear", [member_linear, batched_member_linear])  # on a CPU: ColumnBlockLinear; the GPU's
+def test_member_linear_is_each_members_linear(linear):
+    """Values and gradients (input, weight, bias) equal member k's solo ``F.linear`` on its column
+    blocks, for both matmul layouts, without bias, on 3-d input and on a weight that is a column
+    slice (as ``split_linear`` passes)."""
     torch.manual_seed(0)
-    for rows, fan_in, out in ((50, 8, 4), (2, 64, 300)):  # both matmul layouts
-        x, w, b = torch.randn(rows, K * fan_in, dtype=torch.float64), torch.randn(K * out, fan_in, dtype=torch.float64), \
-            torch.randn(K * out, dtype=torch.float64)
-        y = member_linear(x, w, b)
+    cases = [((50,), 8, 4, True, False), ((2,), 64, 300, True, False), ((3, 7), 8, 5, False, False), ((40,), 6, 9, True, True)]
+    for lead, fan_in, out, with_bias, sliced in cases:
+        x = torch.randn(*lead, K * fan_in, dtype=torch.float64, requires_grad=True)
+        full = torch.randn(K * out, 2 * fan_in if sliced else fan_in, dtype=torch.float64, requires_grad=True)
+        w = full[:, fan_in:] if sliced else full
+        b = torch.randn(K * out, dtype=torch.float64, requires_grad=True) if with_bias else None
+        y = linear(x, w, b)
+        grad = torch.randn_like(y)
+        gx, gfull, *gb = torch.autograd.grad(y, [x, full] + ([b] if with_bias else []), grad)
         for k in range(K):
-            solo = torch.nn.functional.linear(x[:, k * fan_in:(k + 1) * fan_in], w[k * out:(k + 1) * out], b[k * out:(k + 1) * out])
-            assert rel(y[:, k * out:(k + 1) * out], solo) < 1e-13
+            cols, outs = slice(k * fan_in, (k + 1) * fan_in), slice(k * out, (k + 1) * out)
+            xk, wk = x.detach()[..., cols].clone().requires_grad_(), w.detach()[outs].clone().requires_grad_()
+            bk = b.detach()[outs].clone().requires_grad_() if with_bias else None
+            solo = torch.nn.functional.linear(xk, wk, bk)
+            sx, sw, *sb = torch.autograd.grad(solo, [xk, wk] + ([bk] if with_bias else []), grad[..., outs])
+            assert rel(y[..., outs], solo) < 1e-13 and rel(gx[..., cols], sx) < 1e-13
+            assert rel(gfull[outs][:, fan_in:] if sliced else gfull[outs], sw) < 1e-13
+            if with_bias:
+                assert rel(gb[0][outs], sb[0]) < 1e-13
+        if sliced:
+            assert torch.equal(gfull[:, :fan_in], torch.zeros_like(gfull[:, :fan_in]))
     shared = torch.randn(5, 8, dtype=torch.float64)  # the members' shared input: an ordinary Linear
-    assert torch.equal(member_linear(shared, w[:, :8], b), torch.nn.functional.linear(shared, w[:, :8], b))
+    w, b = torch.randn(K * 4, 8, dtype=torch.float64), torch.randn(K * 4, dtype=torch.float64)
+    assert torch.equal(member_linear(shared, w, b), torch.nn.functional.linear(shared, w, b))
+
+
+def test_column_block_linear_passes_gradcheck():
+    torch.manual_seed(0)
+    x = torch.randn(6, K * 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(K * 2, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(K * 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(ColumnBlockLinear.apply, (x, w, b))
+    assert torch.autograd.gradcheck(lambda x, w: ColumnBlockLinear.apply(x, w, None), (x, w))
 
 
 @pytest.mark.parametrize("compute", ["stacked", "sequential"])

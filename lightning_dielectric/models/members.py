@@ -33,12 +33,21 @@ def member_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tens
     """Member k's Linear on member k's columns of ``x``: x (…, K·in), weight (K·out, in), bias
     (K·out,) → (…, K·out). K = 1 (including the members' shared input) is ``F.linear``.
 
-    One batched matmul, written so that the larger of the weight and the activations keeps its
-    memory layout (the other is transposed, forward and backward).
+    On a CPU (without autocast or compilation): :class:`ColumnBlockLinear`, one BLAS call per member
+    on its column blocks. Elsewhere one batched matmul, written so that the larger of the weight
+    and the activations keeps its memory layout (the other is transposed, forward and backward).
     """
     members = x.size(-1) // weight.size(1)
     if members == 1:
         return F.linear(x, weight, bias)
+    if x.device.type == "cpu" and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling():
+        return ColumnBlockLinear.apply(x, weight, bias)
+    return batched_member_linear(x, weight, bias)
+
+
+def batched_member_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """:func:`member_linear` for K > 1 as one batched matmul (accelerators, autocast, compilation)."""
+    members = x.size(-1) // weight.size(1)
     lead, out = x.shape[:-1], weight.size(0) // members
     rows = x.reshape(-1, members, weight.size(1)).transpose(0, 1)  # (K, n, in)
     w = weight.view(members, out, -1)  # (K, out, in)
@@ -50,6 +59,53 @@ def member_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tens
     if bias is not None:
         y = y + bias.view(members, out)
     return y.reshape(*lead, members * out)
+
+
+class ColumnBlockLinear(torch.autograd.Function):
+    """:func:`member_linear` as K matrix products on column blocks, forward and backward: member k's
+    y_k = x_k W_kᵀ + b_k, ∂x_k = ∂y_k W_k, ∂W_k = ∂y_kᵀ x_k, each one BLAS call that reads x_k and
+    writes y_k in place inside the member-major (rows, K·w) tensors (their row stride is the
+    leading dimension), so nothing is transposed or copied and member k's products are the ones a
+    solo Linear computes. ∂b is the column sum of ∂y. Once differentiable (no double backward).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        inp = weight.size(1)
+        members = x.size(-1) // inp
+        out = weight.size(0) // members
+        rows = x.reshape(-1, members * inp)
+        y = rows.new_empty(rows.size(0), members * out)
+        for k in range(members):
+            xk, wk, yk = rows[:, k * inp:(k + 1) * inp], weight[k * out:(k + 1) * out].t(), y[:, k * out:(k + 1) * out]
+            if bias is None:
+                torch.mm(xk, wk, out=yk)
+            else:
+                torch.addmm(bias[k * out:(k + 1) * out], xk, wk, out=yk)
+        ctx.save_for_backward(rows, weight)
+        ctx.lead, ctx.has_bias = x.shape[:-1], bias is not None
+        return y.view(*x.shape[:-1], members * out)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        rows, weight = ctx.saved_tensors
+        inp = weight.size(1)
+        members = rows.size(1) // inp
+        out = weight.size(0) // members
+        grad = grad.reshape(-1, members * out)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = grad.new_empty(grad.size(0), members * inp)
+            for k in range(members):
+                torch.mm(grad[:, k * out:(k + 1) * out], weight[k * out:(k + 1) * out], out=grad_x[:, k * inp:(k + 1) * inp])
+            grad_x = grad_x.view(*ctx.lead, members * inp)
+        if ctx.needs_input_grad[1]:
+            grad_w = weight.new_empty(weight.shape)
+            for k in range(members):
+                torch.mm(grad[:, k * out:(k + 1) * out].t(), rows[:, k * inp:(k + 1) * inp], out=grad_w[k * out:(k + 1) * out])
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum(0)
+        return grad_x, grad_w, grad_b
 
 
 def member_matmul(a: Tensor, b: Tensor, members: int) -> Tensor:
