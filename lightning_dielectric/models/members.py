@@ -6,7 +6,7 @@ BatchNorm running statistic, stacked along its first (output) dimension: member 
 Features are member-major, (rows, K·w) with member k in columns ``k·w … (k+1)·w − 1``, so one
 gather, scatter, softmax or element-wise op serves all members, and BatchNorm over K·w channels
 keeps each member's statistics exactly. Linear maps become block-diagonal
-(:func:`member_linear`: one batched matmul); the first layer reads the members' shared input
+(:func:`member_linear`: one BLAS call per member on a CPU, one batched matmul elsewhere); the first layer reads the members' shared input
 (element one-hot, radial basis) as an ordinary Linear(in → K·out). A network with K = 1 is the
 solo network: same parameters, state-dict keys and computation.
 
