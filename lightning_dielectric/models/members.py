@@ -5,9 +5,9 @@ BatchNorm running statistic, stacked along its first (output) dimension: member 
 ``k·out … (k+1)·out − 1`` of each weight (K·out, in), bias (K·out,) and norm vector (K·w,).
 Features are member-major, (rows, K·w) with member k in columns ``k·w … (k+1)·w − 1``, so one
 gather, scatter, softmax or element-wise op serves all members, and BatchNorm over K·w channels
-keeps each member's statistics exactly. Linear maps become block-diagonal
-(:func:`member_linear`: one BLAS call per member on a CPU, one batched matmul elsewhere); the first layer reads the members' shared input
-(element one-hot, radial basis) as an ordinary Linear(in → K·out). A network with K = 1 is the
+keeps each member's statistics exactly. Linear maps become block-diagonal (:func:`member_linear`:
+one BLAS call per member on a CPU, one batched matmul elsewhere); the first layer reads the
+members' shared input (element one-hot, radial basis) as an ordinary Linear(in → K·out). A network with K = 1 is the
 solo network: same parameters, state-dict keys and computation.
 
 Module attributes (``in_channels``, ``num_features``, …) keep the per-member (solo) sizes; the

@@ -4,7 +4,8 @@ The ``RunResult`` callback writes it after every validation epoch; the sweep dri
 score a trial, to tell a finished run from an interrupted one and to show progress. The file is a
 JSON object with a ``version`` key (``RECORD_VERSION``) and the fields below. A file without
 ``version`` was written before the record had one and reads as version 1, which lacked ``family``
-and ``delta_e``; version 2 lacked ``stopped_epoch`` (missing fields of older versions read as None). Standard library only: the sweep's stand-in trial imports it.
+and ``delta_e``; version 2 lacked ``stopped_epoch`` (missing fields of older versions read as
+None). Standard library only: the sweep's stand-in trial imports it.
 """
 
 from __future__ import annotations
